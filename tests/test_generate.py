@@ -1,0 +1,242 @@
+"""The generator against the reference package (chirp-spectrogram-generator==0.1.6), and its on-disk guarantees.
+
+Fidelity numbers are printed (run with `-s` to see them) and asserted against the issue's tolerances.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats
+
+import chirp_spectrogram_generator.generator as refmod
+from chirploc.generate import (CHIRP_TYPES, LABEL_COLUMNS, DatasetMismatch, FigureRenderer, GeneratorConfig,
+                               add_noise_and_smooth, chirp_ridges, generate_batch, sample_chirps, validate_chirps,
+                               write_dataset)
+
+
+@pytest.fixture(scope='module')
+def ref(tmp_path_factory):
+    g = refmod.SpectrogramGenerator(output_dir=str(tmp_path_factory.mktemp('ref')))
+    g.sample_rate = 10  # the waveform is never used; a short one keeps the test fast and changes no matrix
+    return g
+
+
+def ref_matrix(ref, r, noise_free=False):
+    "The reference's matrix for chirp `r`. Its unused waveform is stubbed out: it changes no matrix, but it costs most of the"
+    "time and, for an exponential chirp starting at exactly 0 Hz, raises ZeroDivisionError (a reference quirk)."
+    args = (r.Chirp_Start_Time, r.Chirp_Start_Freq, r.Chirp_End_Freq, r.Chirp_Duration, r.Chirp_Type)
+    no_wave = lambda *a: None
+    with mock.patch.object(refmod.SpectrogramGenerator, 'generate_linear_chirp', no_wave), \
+         mock.patch.object(refmod.SpectrogramGenerator, 'generate_exponential_chirp', no_wave):
+        if not noise_free: return ref.create_spectrogram_with_chirp(*args)
+        with mock.patch.object(refmod, 'gaussian_filter', lambda S, sigma: S), \
+             mock.patch.object(np.random, 'uniform', lambda lo, hi: 0.0):
+            return ref.create_spectrogram_with_chirp(*args)
+
+
+def edge_cases():
+    rows = []
+    for kind in CHIRP_TYPES:
+        for f0, f1 in [(0, 0), (0, 30), (0, 100), (100, 100), (100, 70), (30, 0), (0.5, 0), (0.7, 20), (99.99, 100),
+                       (50, 50), (0.78125, 10), (1.0, 0.2)]:
+            for t0, dt in [(0.0, 1.0), (45.0, 15.0), (44.999, 15.0), (59.0, 1.0), (0.0, 15.0), (30.0, 1.0), (12.3, 7.7),
+                           (0.46875, 1.0), (0.0, 60.0)]:
+                rows.append((t0, f0, f1, dt, kind))
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+def random_cases(n=1000, seed=123):
+    rng = np.random.default_rng(seed)
+    t0 = rng.uniform(0, 45, n); dt = rng.uniform(1, 15, n); f0 = rng.uniform(0, 100, n)
+    f1 = np.clip(f0 + rng.uniform(-30, 30, n), 0, 100)
+    kind = np.array(CHIRP_TYPES)[rng.integers(0, 2, n)]
+    return pd.DataFrame({'Chirp_Start_Time': t0, 'Chirp_Start_Freq': f0, 'Chirp_End_Freq': f1, 'Chirp_Duration': dt,
+                         'Chirp_Type': kind})
+
+
+def test_matrices_equal_reference(ref):
+    "Noise-free ridge and same-noise smoothed output equal the reference's for 1000 random chirps plus edge cases."
+    params = pd.concat([random_cases(1000), edge_cases()], ignore_index=True)
+    ridges = chirp_ridges(params)
+    worst_clean = worst_noisy = 0.0
+    exact = 0
+    for i, r in enumerate(params.itertuples(index=False)):
+        R = ref_matrix(ref, r, noise_free=True)
+        worst_clean = max(worst_clean, np.abs(ridges[i] - R).max()); exact += np.array_equal(ridges[i], R)
+        np.random.seed(i); S_ref = ref_matrix(ref, r)
+        rs = np.random.RandomState(i); eta = rs.uniform(0.09, 0.3); noise = rs.randn(1, 128, 128)
+        worst_noisy = max(worst_noisy, np.abs(add_noise_and_smooth(ridges[i:i + 1], [eta], noise)[0] - S_ref).max())
+    print(f"\n{len(params)} chirps: noise-free max |diff| {worst_clean:.2e} ({exact} bit-identical), "
+          f"same-noise smoothed max |diff| {worst_noisy:.2e}")
+    assert worst_clean <= 1e-9 and worst_noisy <= 1e-9
+
+
+def test_label_distributions_match_reference(tmp_path):
+    "Two-sample tests, 20,000 labels each: ours vs the reference's own generate_dataset loop (plotting stubbed out)."
+    n = 20_000
+    ours = sample_chirps(n, seed=2025)
+    g = refmod.SpectrogramGenerator(output_dir=str(tmp_path))
+    # run the reference's real loop and draws; only matplotlib and the (unused) waveform are stubbed, for speed
+    with mock.patch.object(refmod, 'plt'), mock.patch('builtins.print'), \
+         mock.patch.object(refmod.SpectrogramGenerator, 'generate_linear_chirp', lambda *a: None), \
+         mock.patch.object(refmod.SpectrogramGenerator, 'generate_exponential_chirp', lambda *a: None), \
+         mock.patch.object(refmod, 'gaussian_filter', lambda S, sigma: S):
+        np.random.seed(2025)
+        g.generate_dataset(n)
+    theirs = pd.read_csv(tmp_path / 'labels.csv')
+    assert len(theirs) == n
+    report = {}
+    for c in LABEL_COLUMNS[:4]:
+        report[c] = stats.ks_2samp(ours[c], theirs[c]).pvalue
+    counts = [[(df.Chirp_Type == k).sum() for k in CHIRP_TYPES] for df in (ours, theirs)]
+    report['Chirp_Type'] = stats.chi2_contingency(counts).pvalue
+    print('\nlabel distributions, two-sample p-values:', {k: round(v, 3) for k, v in report.items()})
+    assert all(p > 0.001 for p in report.values()), report
+    # the boundaries hold exactly as the reference's: end frequency clipped to [0, 100], start time <= 45, 1 <= dt <= 15
+    for df in (ours, theirs):
+        assert df.Chirp_End_Freq.between(0, 100).all() and df.Chirp_Start_Time.between(0, 45).all()
+        assert df.Chirp_Duration.between(1, 15).all()
+        assert ((df.Chirp_End_Freq == 0) | (df.Chirp_End_Freq == 100)).mean() > 0.02  # clipping leaves mass at the ends
+
+
+def test_png_pixels_equal_reference(tmp_path):
+    "For the same matrices, our figure PNGs and the reference's decode to the same pixels."
+    S, lab = generate_batch(range(12), seed=5, dtype=np.float64)
+    feed = iter(S)
+    g = refmod.SpectrogramGenerator(output_dir=str(tmp_path / 'ref'))
+    with warnings.catch_warnings(), mock.patch('builtins.print'), \
+         mock.patch.object(refmod.SpectrogramGenerator, 'create_spectrogram_with_chirp', lambda self, *a: next(feed)):
+        warnings.simplefilter('ignore')
+        np.random.seed(0)
+        g.generate_dataset(len(S))
+    ref_types = pd.read_csv(tmp_path / 'ref' / 'labels.csv').Chirp_Type
+    r = FigureRenderer()
+    diffs = []
+    for i in range(len(S)):
+        ours = np.asarray(Image.open(r.save(S[i], i + 1, ref_types[i], tmp_path / f'o{i}.png')))
+        theirs = np.asarray(Image.open(tmp_path / 'ref' / f'spectrogram_{i + 1}.png'))
+        assert ours.shape == theirs.shape == (480, 640, 4)
+        diffs.append(np.abs(ours.astype(int) - theirs.astype(int)).mean(axis=(0, 1)))
+    worst = np.max(diffs, axis=0)
+    print(f'\nPNG mean |ours - reference| per channel (RGBA), worst of {len(S)}: {worst}')
+    assert (worst == 0).all()
+
+
+def dir_bytes(d):
+    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
+
+
+@pytest.mark.parametrize('fmt', ['png', 'array'])
+def test_same_bytes_whatever_the_batching(tmp_path, fmt):
+    n = 14
+    kw = dict(shard_size=5) if fmt == 'array' else {}
+    write_dataset(tmp_path / 'a', n, seed=3, format=fmt, workers=1, chunk=3, progress=False, **kw)
+    write_dataset(tmp_path / 'b', n, seed=3, format=fmt, workers=2, chunk=7, progress=False, **kw)
+    assert dir_bytes(tmp_path / 'a') == dir_bytes(tmp_path / 'b')
+    if fmt == 'array':  # another shard size: other files, the same matrices
+        write_dataset(tmp_path / 'c', n, seed=3, format=fmt, workers=1, shard_size=4, progress=False)
+        load = lambda d: np.concatenate([np.load(p) for p in sorted(Path(d).glob('spectrograms_*.npy'))])
+        np.testing.assert_array_equal(load(tmp_path / 'a'), load(tmp_path / 'c'))
+        np.testing.assert_array_equal(load(tmp_path / 'a'), generate_batch(range(n), seed=3)[0])
+
+
+def test_growing_a_dataset_equals_making_it_whole(tmp_path):
+    write_dataset(tmp_path / 'a', 7, seed=1, format='array', shard_size=3, workers=1, progress=False)
+    write_dataset(tmp_path / 'a', 11, seed=1, format='array', shard_size=3, workers=1, progress=False)
+    write_dataset(tmp_path / 'b', 11, seed=1, format='array', shard_size=3, workers=1, progress=False)
+    assert dir_bytes(tmp_path / 'a') == dir_bytes(tmp_path / 'b')
+    with pytest.raises(DatasetMismatch, match='already holds 11'):
+        write_dataset(tmp_path / 'a', 5, seed=1, format='array', shard_size=3, progress=False)
+
+
+def _cli(out, n, fmt, seed=0, extra=()):
+    return [sys.executable, '-m', 'chirploc.cli', 'generate', '--n', str(n), '--format', fmt, '--seed', str(seed),
+            '--out', str(out), '--quiet', *extra]
+
+
+def _rows(out):
+    p = out / 'labels.csv'
+    return max(0, p.read_text().count('\n') - 1) if p.exists() else 0
+
+
+@pytest.mark.parametrize('fmt', ['png', 'array'])
+def test_killed_run_resumes_to_the_same_files(tmp_path, fmt):
+    "SIGKILL the command line mid-run (before any row, then after 1 and 2 of 3 parts); the rerun's files equal a whole run's."
+    n = 150 if fmt == 'png' else 3000
+    extra = ('--shard_size', '250') if fmt == 'array' else ()
+    subprocess.run(_cli(tmp_path / 'whole', n, fmt, extra=extra), check=True)
+    want = dir_bytes(tmp_path / 'whole')
+    out = tmp_path / 'killed'
+    partial = []
+    for target in (0, n // 3, 2 * n // 3):
+        p = subprocess.Popen(_cli(out, n, fmt, extra=extra), start_new_session=True)
+        t0 = time.time()
+        while p.poll() is None and time.time() - t0 < 120:
+            if (target == 0 and time.time() - t0 > 0.5) or (target and _rows(out) >= target): break
+            time.sleep(0.02)
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        rows = _rows(out)
+        partial.append(rows)
+        if fmt == 'png':  # at every moment each labels row has its image
+            assert all((out / f'spectrogram_{i}.png').exists() for i in range(1, rows + 1))
+    assert any(0 < r < n for r in partial), partial  # the kills did land mid-run
+    subprocess.run(_cli(out, n, fmt, extra=extra), check=True)
+    got = dir_bytes(out)
+    assert got.keys() == want.keys(), set(got) ^ set(want)
+    assert got == want
+    assert json.loads((out / 'chirploc.json').read_text())['complete'] is True
+
+
+def test_refuses_to_mix_datasets(tmp_path):
+    write_dataset(tmp_path / 'd', 4, seed=0, format='array', shard_size=2, workers=1, progress=False)
+    with pytest.raises(DatasetMismatch, match='seed'):
+        write_dataset(tmp_path / 'd', 4, seed=9, format='array', shard_size=2, progress=False)
+    with pytest.raises(DatasetMismatch, match='format'):
+        write_dataset(tmp_path / 'd', 4, seed=0, format='png', progress=False)
+    with pytest.raises(DatasetMismatch, match='config'):
+        write_dataset(tmp_path / 'd', 4, seed=0, format='array', shard_size=2, progress=False,
+                      cfg=GeneratorConfig(max_chirp_band=10))
+    (tmp_path / 'foreign').mkdir(); (tmp_path / 'foreign' / 'spectrogram_1.png').write_bytes(b'x')
+    with pytest.raises(DatasetMismatch, match='not written by chirploc'):
+        write_dataset(tmp_path / 'foreign', 4, progress=False)
+    # labels tampered with: the rows no longer match the seed
+    d = tmp_path / 'd'; txt = (d / 'labels.csv').read_text().split('\n'); txt[1] = txt[1].replace('linear', 'exponential') \
+        if 'linear' in txt[1] else txt[1].replace('exponential', 'linear')
+    (d / 'labels.csv').write_text('\n'.join(txt))
+    with pytest.raises(DatasetMismatch, match='row 1 does not match'):
+        write_dataset(d, 4, seed=0, format='array', shard_size=2, progress=False)
+
+
+def test_cli_reports_errors_in_one_line(tmp_path):
+    write_dataset(tmp_path / 'd', 2, seed=0, format='array', shard_size=2, workers=1, progress=False)
+    p = subprocess.run(_cli(tmp_path / 'd', 2, 'array', seed=4), capture_output=True, text=True)
+    assert p.returncode != 0 and 'refusing to mix datasets' in p.stderr and 'Traceback' not in p.stderr
+    p = subprocess.run(_cli(tmp_path / 'e', 2, 'jpeg'), capture_output=True, text=True)
+    assert p.returncode != 0 and "unknown format 'jpeg'" in p.stderr
+
+
+@pytest.mark.parametrize('col,val,msg', [
+    ('Chirp_Start_Freq', -0.1, 'outside [0, 100]'), ('Chirp_End_Freq', 100.5, 'outside [0, 100]'),
+    ('Chirp_Start_Time', -1.0, 'negative'), ('Chirp_Duration', 0.2, 'shorter than one time bin'),
+    ('Chirp_Start_Time', 50.0, 'runs past'), ('Chirp_Type', 'sine', "'sine' is unknown"),
+    ('Chirp_Duration', float('inf'), 'not a finite number'), ('Chirp_Start_Freq', float('nan'), 'not a finite number'),
+    ('Chirp_Start_Time', 'abc', 'not a finite number'),
+])
+def test_bad_parameters_name_the_value(col, val, msg):
+    p = pd.DataFrame([[10.0, 20.0, 30.0, 12.0, 'linear']], columns=LABEL_COLUMNS).astype(object)
+    p.loc[0, col] = val
+    with pytest.raises(ValueError) as e:
+        chirp_ridges(p)
+    assert msg in str(e.value) and col in str(e.value), str(e.value)
