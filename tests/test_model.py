@@ -1,0 +1,229 @@
+"""chirploc.model: backbones from every source, LoRA, save/reload with identical predictions, predict() inputs."""
+import json
+import socket
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from chirploc.data import DEFAULT_TARGETS, preprocess_matrix, render_figure
+from chirploc.generate import generate_batch
+from chirploc.model import (PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ChirpLocalizer, LocalizerConfig,
+                            apply_lora, count_parameters, load_backbone, lora_target_modules)
+
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "Tiny models on a shared 2-core machine: one intra-op thread is several times faster than two (no spin-waiting)."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+STATS = dict(targets=list(DEFAULT_TARGETS), mean=[22.5, 50.0, 50.0], std=[13.0, 28.9, 30.0])
+
+
+@pytest.fixture(scope='module')
+def vit_folder(tmp_path_factory):
+    "A tiny ViT written by save_pretrained: the stand-in for a downloaded pretrained backbone."
+    from transformers import ViTConfig, ViTModel
+    folder = tmp_path_factory.mktemp('vit') / 'tiny-vit'
+    torch.manual_seed(0)
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    ViTModel(ViTConfig(**SCRATCH_CONFIGS['vit-micro'])).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope='module')
+def samples(tmp_path_factory):
+    "Three spectrograms, their labels, and a folder with their ChirpLoc100K figures."
+    S, labels = generate_batch(range(3), seed=1)
+    folder = tmp_path_factory.mktemp('pngs')
+    for i, (s, kind) in enumerate(zip(S, labels.Chirp_Type)):
+        render_figure(s, i + 1, kind).save(folder / f'spectrogram_{i + 1}.png')
+    return S, labels, folder
+
+
+def _perturb(model, scale=0.05, seed=0):
+    "Make trainable weights nonzero-different (fresh LoRA B matrices are zero), as training would."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad: p.add_(scale * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def test_local_folder_backbone_gets_lora(vit_folder):
+    m = ChirpLocalizer(LocalizerConfig(str(vit_folder)))
+    c = m.config
+    assert (c.pretrained, c.use_lora, c.lora_modules) == (True, True, ['q_proj', 'v_proj'])
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert trainable and all('lora_' in n or n.startswith('head.') for n in trainable)
+    assert any('q_proj.lora_A' in n for n in trainable) and any('v_proj.lora_B' in n for n in trainable)
+    assert not any('k_proj.lora' in n for n in trainable)
+    # the backbone weights are the folder's, not random
+    from safetensors.torch import load_file
+    saved = load_file(vit_folder / 'model.safetensors')
+    # (transformers 5 writes checkpoints with the transformers 4 names: encoder.layer.0.attention.attention.query)
+    key = next(k for k in saved if k.endswith(('layer.0.attention.attention.query.weight', 'layers.0.attention.q_proj.weight')))
+    got = dict(m.named_parameters())['backbone.base_model.model.layers.0.attention.q_proj.base_layer.weight']
+    assert torch.equal(got, saved[key])
+    assert m(torch.rand(2, 1, 128, 128)).shape == (2, 3)
+
+
+def test_image_classification_folder_backbone(tmp_path):
+    "A folder written by ViTForImageClassification (as the paper's hub checkpoint is) loads as a pretrained ViTModel."
+    from transformers import ViTConfig, ViTForImageClassification
+    clf = ViTForImageClassification(ViTConfig(**SCRATCH_CONFIGS['vit-micro']))
+    clf.save_pretrained(tmp_path / 'clf')
+    vit, pretrained = load_backbone(str(tmp_path / 'clf'))
+    assert pretrained and torch.equal(vit.embeddings.cls_token, clf.vit.embeddings.cls_token)
+
+
+def test_scratch_trains_everything_and_input_format_follows():
+    m = ChirpLocalizer(LocalizerConfig('vit-micro'))
+    assert m.config.use_lora is False and all(p.requires_grad for p in m.parameters())
+    assert m.config.input_format == dict(name='matrix', size=128, channels=1)
+    rgb = ChirpLocalizer(LocalizerConfig('vit-micro', input_format='rgb224'))
+    assert (rgb.config.num_channels, rgb.config.input_format) == (3, dict(name='rgb224', size=128, channels=3))
+    custom = ChirpLocalizer(LocalizerConfig(dict(image_size=64, patch_size=16, num_channels=1, hidden_size=16,
+                                                 num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)))
+    assert custom.config.backbone == 'scratch' and custom(torch.rand(2, 1, 128, 128)).shape == (2, 3)
+    forced = ChirpLocalizer(LocalizerConfig('vit-micro', use_lora=True))
+    assert {n.split('.')[0] for n, p in forced.named_parameters() if p.requires_grad} == {'backbone', 'head'}
+
+
+def test_hub_id_fails_fast_and_clearly(monkeypatch):
+    for offline in ('0', '1'):
+        monkeypatch.setenv('HF_HUB_OFFLINE', offline)
+        t0 = time.perf_counter()
+        with pytest.raises(BackboneUnavailable) as e:
+            load_backbone(PAPER_BACKBONE)
+        elapsed = time.perf_counter() - t0
+        msg = str(e.value)
+        assert 'save_pretrained' in msg and 'vit-b16-scratch' in msg and PAPER_BACKBONE in msg
+        print(f"HF_HUB_OFFLINE={offline}: failed in {elapsed:.2f} s")
+    with pytest.raises(BackboneUnavailable):
+        ChirpLocalizer(LocalizerConfig())  # the paper's default: never random weights in its place
+
+
+def test_missing_folder_and_partial_checkpoint(tmp_path, vit_folder):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        load_backbone(str(tmp_path / 'nope'))
+    from safetensors.torch import load_file, save_file
+    part = tmp_path / 'partial'; part.mkdir()
+    (part / 'config.json').write_text((vit_folder / 'config.json').read_text())
+    sd = load_file(vit_folder / 'model.safetensors')
+    save_file({k: v for k, v in sd.items() if 'layer.1.' not in k and 'layers.1.' not in k}, part / 'model.safetensors')
+    with pytest.raises(ValueError, match='would be random'):
+        load_backbone(str(part))
+
+
+def test_lora_names_for_transformers_4_layout():
+    class Attn(nn.Module):  # transformers 4: attention.attention.{query,key,value}, attention.output.dense
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.ModuleDict(dict(query=nn.Linear(8, 8), key=nn.Linear(8, 8), value=nn.Linear(8, 8)))
+            self.output = nn.ModuleDict(dict(dense=nn.Linear(8, 8)))
+    old = nn.ModuleDict(dict(layer=nn.ModuleList([Attn(), Attn()])))
+    assert lora_target_modules(old) == ['query', 'value']
+    from peft import LoraConfig, get_peft_model
+    pm = get_peft_model(old, LoraConfig(r=2, target_modules=lora_target_modules(old)))
+    names = [n for n, p in pm.named_parameters() if p.requires_grad]
+    assert len(names) == 8 and all(('query' in n or 'value' in n) and 'lora_' in n for n in names)
+    vit = load_backbone('vit-micro')[0]
+    assert lora_target_modules(vit, ('query', 'key', 'value')) == ['q_proj', 'k_proj', 'v_proj']
+
+
+def test_paper_parameter_counts():
+    with torch.device('meta'):
+        paper = ChirpLocalizer(LocalizerConfig(use_lora=True, pretrained=True), backbone=load_backbone('vit-b16-scratch')[0])
+    c = count_parameters(paper)
+    assert c.loc['LoRA adapters', 'parameters'] == 294_912
+    assert c.loc['regression head', 'parameters'] == 230_147
+    assert c.loc['total', 'trainable'] == 525_059
+    assert c.loc['total', 'parameters'] == 85_798_656 + 525_059
+    head = paper.head
+    assert [type(l).__name__ for l in head] == ['Linear', 'ReLU', 'Linear', 'ReLU', 'Linear']
+    assert [(l.in_features, l.out_features) for l in head if isinstance(l, nn.Linear)] == [(768, 256), (256, 128), (128, 3)]
+
+
+@pytest.mark.parametrize('kind', ['scratch', 'lora', 'stem', 'rgb'])
+def test_save_reload_identical_predictions(kind, tmp_path, vit_folder, samples, monkeypatch):
+    S, labels, pngs = samples
+    cfg = dict(scratch=LocalizerConfig('vit-micro', label_stats=STATS),
+               lora=LocalizerConfig(str(vit_folder), label_stats=STATS),
+               stem=LocalizerConfig('vit-micro', stem_channels=4, label_stats=STATS),
+               rgb=LocalizerConfig('vit-micro', input_format='rgb224', label_stats=STATS))[kind]
+    torch.manual_seed(0)
+    m = _perturb(ChirpLocalizer(cfg))
+    m.save_pretrained(tmp_path / 'loc')
+    assert sorted(p.name for p in (tmp_path / 'loc').iterdir()) == ['config.json', 'model.safetensors']
+    saved = json.loads((tmp_path / 'loc' / 'config.json').read_text())
+    assert saved['localizer']['vit_config']['hidden_size'] == 32 and saved['localizer']['label_stats'] == STATS
+
+    # reloading needs no network: any connection attempt fails the test
+    def no_network(*a, **k): raise AssertionError('from_pretrained tried to open a network connection')
+    monkeypatch.setattr(socket, 'create_connection', no_network)
+    monkeypatch.setattr(socket.socket, 'connect', no_network)
+    r = ChirpLocalizer.from_pretrained(tmp_path / 'loc')
+    assert r.config == m.config
+    assert count_parameters(r).equals(count_parameters(m))
+    every_kind = (S, S[0], pngs, pngs / 'spectrogram_2.png', render_figure(S[1], 2, labels.Chirp_Type[1]),
+                  [pngs / 'spectrogram_1.png', S[2]])
+    for inputs in every_kind if kind == 'scratch' else (S, pngs):
+        a, b = m.predict(inputs), r.predict(inputs)
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+        assert list(a.columns[-3:]) == list(DEFAULT_TARGETS)
+    x = torch.stack([r.prepare(s) for s in S])
+    pd.testing.assert_frame_equal(m.predict(x), r.predict(x), check_exact=True)
+    # physical units: the head's output de-standardized with the stored statistics
+    with torch.no_grad(): z = m(x).numpy()
+    np.testing.assert_allclose(m.predict(x).values, z * np.array(STATS['std']) + np.array(STATS['mean']), rtol=1e-6)
+
+
+def test_predict_inputs_and_errors(tmp_path, samples):
+    S, labels, pngs = samples
+    torch.manual_seed(0)
+    m = _perturb(ChirpLocalizer(LocalizerConfig('vit-micro', label_stats=STATS)))
+    df = m.predict(pngs)
+    assert list(df.columns) == ['file', *DEFAULT_TARGETS] and list(df.file) == [f'spectrogram_{i}.png' for i in (1, 2, 3)]
+    assert 'file' not in m.predict(S).columns and len(m.predict(S)) == 3
+    # a matrix, the same matrix as a tensor, and its figure give (nearly) the same answer for a matrix model
+    a = m.predict(S[0]).values
+    b = m.predict(torch.from_numpy(preprocess_matrix(S[0]))[None]).values
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    fig = m.predict(pngs / 'spectrogram_1.png').iloc[:, 1:].values
+    np.testing.assert_allclose(fig, a, atol=0.5)  # recovered from the figure's colours: close, not equal
+    # natural order in folders
+    (tmp_path / 'f').mkdir()
+    for i in (10, 2, 1): render_figure(S[0], i, 'linear').save(tmp_path / 'f' / f'spectrogram_{i}.png')
+    assert list(m.predict(tmp_path / 'f').file) == ['spectrogram_1.png', 'spectrogram_2.png', 'spectrogram_10.png']
+    with pytest.raises(FileNotFoundError, match='no .png files'):
+        (tmp_path / 'empty').mkdir(); m.predict(tmp_path / 'empty')
+    with pytest.raises(TypeError, match='cannot predict from a dict'):
+        m.predict({'a': 1})
+    with pytest.raises(ValueError, match='no label statistics'):
+        ChirpLocalizer(LocalizerConfig('vit-micro')).predict(S)
+    with pytest.raises(ValueError, match='label_stats are for'):
+        LocalizerConfig('vit-micro', targets=['Chirp_Start_Time'], label_stats=STATS)
+
+
+def test_from_pretrained_errors(tmp_path, vit_folder):
+    with pytest.raises(FileNotFoundError, match='no config.json'):
+        ChirpLocalizer.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match='not a chirploc localizer'):
+        ChirpLocalizer.from_pretrained(vit_folder)
+    m = ChirpLocalizer(LocalizerConfig('vit-micro', label_stats=STATS))
+    m.save_pretrained(tmp_path / 'loc')
+    with pytest.raises(ValueError, match='holds a chirploc localizer'):
+        load_backbone(str(tmp_path / 'loc'))
+    d = json.loads((tmp_path / 'loc' / 'config.json').read_text())
+    d['localizer']['head_dims'] = [64]
+    (tmp_path / 'loc' / 'config.json').write_text(json.dumps(d))
+    with pytest.raises(ValueError, match='does not fit the architecture'):
+        ChirpLocalizer.from_pretrained(tmp_path / 'loc')
