@@ -26,7 +26,8 @@ from .data import DEFAULT_TARGETS, InputFormat, LabelScaler, check_targets, prep
 
 # %% auto #0
 __all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'LocalizerConfig', 'BackboneUnavailable', 'hub_reachable', 'load_backbone',
-           'lora_target_modules', 'apply_lora', 'regression_head', 'conv_stem', 'ChirpLocalizer', 'count_parameters']
+           'lora_target_modules', 'apply_lora', 'regression_head', 'conv_stem', 'add_coords', 'ChirpLocalizer',
+           'count_parameters']
 
 # %% ../nbs/03_model.ipynb #03c006
 PAPER_BACKBONE = 'google/vit-base-patch16-224'
@@ -38,6 +39,11 @@ SCRATCH_CONFIGS = {
     # a CPU-sized ViT on the 128x128 spectrogram matrix: 64 patches of 16x16, 4 layers of width 128
     'vit-tiny': dict(image_size=128, patch_size=16, num_channels=1, hidden_size=128, num_hidden_layers=4,
                      num_attention_heads=4, intermediate_size=512),
+    # the CPU default (see 04_train's search): a conv stem turns the 128x128 matrix (+ 2 coordinate channels) into a
+    # 16x16 map of 64 features, which a 4-layer width-128 ViT reads in 2x2 patches (64 tokens). `stem` and `coords` are
+    # localizer settings (LocalizerConfig), the rest the ViT's; image_size is the input's side.
+    'chirploc-hybrid': dict(image_size=128, patch_size=2, num_channels=1, hidden_size=128, num_hidden_layers=4,
+                            num_attention_heads=4, intermediate_size=256, stem=(16, 32, 64), coords=True),
     # the smallest thing that runs: for tests and examples only
     'vit-micro': dict(image_size=128, patch_size=32, num_channels=1, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64),
@@ -63,7 +69,9 @@ class LocalizerConfig:
     head_dims: tuple = (256, 128)       # hidden widths of the regression head
     targets: tuple = DEFAULT_TARGETS    # label columns predicted, in order
     label_stats: dict | None = None     # chirploc.data.LabelScaler.to_dict() of the training labels
-    stem_channels: int = 0              # >0: a small conv stem (from scratch only) in front of the patch embedding
+    stem: tuple | None = None           # channels of stride-2 conv layers before the ViT (from scratch only; resolved: () = none)
+    coords: bool | None = None          # resolved: append time and frequency coordinate channels to the input (from scratch only)
+    pooling: str | None = None          # resolved: 'cls' (the paper: the [CLS] token) or 'mean' (average of the patch tokens)
 
     def __post_init__(self):
         if isinstance(self.backbone, os.PathLike): self.backbone = str(self.backbone)
@@ -72,6 +80,7 @@ class LocalizerConfig:
             self.vit_config, self.backbone = (vc.to_dict() if hasattr(vc, 'to_dict') else dict(vc)), 'scratch'
         self.targets = check_targets(self.targets)
         self.lora_targets, self.head_dims = tuple(self.lora_targets), tuple(self.head_dims)
+        if self.stem is not None: self.stem = tuple(int(c) for c in self.stem)
         if self.input_format is not None: InputFormat.parse(self.input_format)  # fail early on unknown formats
         if self.label_stats is not None and tuple(self.label_stats['targets']) != self.targets:
             raise ValueError(f"label_stats are for {self.label_stats['targets']}, the model predicts {list(self.targets)}")
@@ -115,7 +124,7 @@ def _scratch_vit_config(source, image_size=None, num_channels=None):
     from transformers import ViTConfig
     if isinstance(source, str):
         if source not in SCRATCH_CONFIGS: raise ValueError(f"{source!r} is not a named configuration: {list(SCRATCH_CONFIGS)}")
-        d = dict(SCRATCH_CONFIGS[source])
+        d = {k: v for k, v in SCRATCH_CONFIGS[source].items() if k not in ('stem', 'coords', 'pooling')}  # localizer settings
     else: d = source.to_dict() if hasattr(source, 'to_dict') else dict(source)
     if image_size: d['image_size'] = image_size
     if num_channels: d['num_channels'] = num_channels
@@ -203,9 +212,19 @@ def regression_head(hidden: int, dims=(256, 128), n_outputs: int = 3) -> nn.Sequ
     for h in dims: layers += [nn.Linear(d, h), nn.ReLU()]; d = h
     return nn.Sequential(*layers, nn.Linear(d, n_outputs))
 
-def conv_stem(c_in: int, c_out: int) -> nn.Sequential:
-    "Two same-size 3x3 convolutions with GELU: local context for each pixel before patchifying."
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GELU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.GELU())
+def conv_stem(c_in: int, channels=(16, 32, 64)) -> nn.Sequential:
+    "Stride-2 3x3 convolutions with batch norm and GELU, one per entry of `channels`: each halves the image side."
+    layers = []
+    for c in channels:
+        layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.BatchNorm2d(c), nn.GELU()]; c_in = c
+    return nn.Sequential(*layers)
+
+def add_coords(x: torch.Tensor) -> torch.Tensor:
+    "Append two channels to (B, C, H, W): the time (column) and frequency (row) position of each pixel, in [-1, 1]."
+    B, _, H, W = x.shape
+    t = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype).view(1, 1, 1, W).expand(B, 1, H, W)
+    f = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype).view(1, 1, H, 1).expand(B, 1, H, W)
+    return torch.cat([x, t, f], 1)
 
 # %% ../nbs/03_model.ipynb #03c022
 def _format_for(fmt, size: int, channels: int) -> dict:
@@ -222,9 +241,15 @@ class ChirpLocalizer(nn.Module):
         "Build from `config`, loading the backbone it names; or around a given `ViTModel` `backbone` (e.g. on reload)."
         super().__init__()
         cfg = LocalizerConfig.from_dict((config or LocalizerConfig()).to_dict())  # our own copy, resolved below
-        stem = cfg.stem_channels > 0
-        if stem and not cfg.is_scratch:
-            raise ValueError("a conv stem (stem_channels > 0) needs a from-scratch backbone: the pretrained patch embedding expects RGB")
+        named = SCRATCH_CONFIGS.get(cfg.backbone, {}) if isinstance(cfg.backbone, str) else {}
+        if cfg.stem is None: cfg.stem = tuple(named.get('stem', ()))
+        if cfg.coords is None: cfg.coords = bool(named.get('coords', False))
+        if cfg.pooling is None: cfg.pooling = named.get('pooling', 'cls')
+        if cfg.pooling not in ('cls', 'mean'): raise ValueError(f"pooling must be 'cls' or 'mean', not {cfg.pooling!r}")
+        stem, extra = len(cfg.stem) > 0, 2 * int(cfg.coords)
+        if (stem or cfg.coords) and not cfg.is_scratch:
+            raise ValueError("a conv stem or coordinate channels need a from-scratch backbone: the pretrained patch embedding expects RGB")
+        shrink = 2 ** len(cfg.stem)
         if backbone is not None:  # given (reload): the config says the rest
             in_ch = cfg.num_channels or backbone.config.num_channels
             if cfg.pretrained is None: cfg.pretrained = False
@@ -233,18 +258,20 @@ class ChirpLocalizer(nn.Module):
             if source is None: raise ValueError("backbone='scratch' needs vit_config (a ViTConfig dict)")
             in_ch = cfg.num_channels or (InputFormat.parse(cfg.input_format).channels if cfg.input_format
                                          else _scratch_vit_config(source).num_channels)
-            backbone, cfg.pretrained = load_backbone(source, cfg.image_size, cfg.stem_channels if stem else in_ch)
+            size = cfg.image_size or _scratch_vit_config(source).image_size
+            if size % shrink: raise ValueError(f"image size {size} is not divisible by {shrink}, the stem's reduction")
+            backbone, cfg.pretrained = load_backbone(source, size // shrink, cfg.stem[-1] if stem else in_ch + extra)
         else:
             backbone, cfg.pretrained = load_backbone(cfg.backbone, cfg.image_size, cfg.num_channels)
             in_ch = backbone.config.num_channels
         vc = backbone.config
         drop = ('transformers_version', '_name_or_path', 'id2label', 'label2id')  # nothing a ViTModel uses
         cfg.vit_config = {k: v for k, v in vc.to_dict().items() if k not in drop}
-        cfg.image_size, cfg.num_channels = int(vc.image_size), int(in_ch)
+        cfg.image_size, cfg.num_channels = int(vc.image_size) * shrink, int(in_ch)
         cfg.input_format = _format_for(cfg.input_format, cfg.image_size, cfg.num_channels)
         if cfg.use_lora is None: cfg.use_lora = bool(cfg.pretrained)
         self.config = cfg
-        self.stem = conv_stem(in_ch, cfg.stem_channels) if stem else None
+        self.stem = conv_stem(in_ch + extra, cfg.stem) if stem else None
         self.backbone = apply_lora(backbone, cfg) if cfg.use_lora else backbone
         if not cfg.use_lora: cfg.lora_modules = None
         self.head = regression_head(vc.hidden_size, cfg.head_dims, cfg.n_outputs)
@@ -263,9 +290,10 @@ class ChirpLocalizer(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         "Standardized predictions (B, n_targets) for a batch of images (B, C, H, W)."
         x = self.fit_input(pixel_values)
+        if self.config.coords: x = add_coords(x)
         if self.stem is not None: x = self.stem(x)
-        h = self.backbone(pixel_values=x).last_hidden_state[:, 0]  # the [CLS] token
-        return self.head(h)
+        h = self.backbone(pixel_values=x).last_hidden_state
+        return self.head(h[:, 0] if self.config.pooling == 'cls' else h[:, 1:].mean(1))  # [CLS], or the patches' mean
 
 # %% ../nbs/03_model.ipynb #03c028
 def count_parameters(model: nn.Module) -> pd.DataFrame:

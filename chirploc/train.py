@@ -44,6 +44,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0        # cosine only: linear warmup length
     min_lr: float = 0.0               # cosine only: final learning rate
     early_stop_patience: int = 4      # stop after this many epochs without a lower test loss; 0: never
+    grad_clip: float = 0.0            # clip the gradient norm to this (0: no clipping, the paper)
     amp: bool = True                  # mixed precision on CUDA: bf16 where supported, else fp16 with a GradScaler
     device: str = 'auto'              # 'auto' (cuda > mps > cpu), or a torch device string
     seed: int = 0                     # seeds weights, shuffling and dropout; epoch e is seeded by (seed, e)
@@ -53,7 +54,8 @@ class TrainConfig:
     progress: bool = True             # tqdm bars
 
     def __post_init__(self):
-        if self.schedule not in ('plateau', 'cosine'): raise ValueError(f"schedule {self.schedule!r} is unknown: 'plateau' or 'cosine'")
+        if self.schedule not in ('plateau', 'cosine', 'onecycle'):
+            raise ValueError(f"schedule {self.schedule!r} is unknown: 'plateau', 'cosine' or 'onecycle'")
         if self.epochs < 1 or self.batch_size < 1: raise ValueError("epochs and batch_size must be at least 1")
 
     def to_dict(self) -> dict: return asdict(self)
@@ -205,6 +207,10 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
             progress = min(1.0, (step - warmup) / max(1, total - warmup))
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    if cfg.schedule == 'onecycle':  # warmup from lr/25, then cosine annealing; stepped every batch
+        steps = math.ceil(len(train_data) / cfg.batch_size)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
+                                                        pct_start=min(0.5, max(cfg.warmup_epochs / cfg.epochs, 1 / (cfg.epochs * steps))))
     test_loader = DataLoader(test_data, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
                              num_workers=cfg.num_workers, pin_memory=device.type == 'cuda', worker_init_fn=_seed_worker)
 
@@ -256,9 +262,12 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
             loss = F.mse_loss(pred.float(), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            if cfg.schedule == 'cosine': scheduler.step()
+            if cfg.schedule != 'plateau': scheduler.step()
             loss_sum += loss.detach() * len(x); n_seen += len(x)
         train_loss = (loss_sum / n_seen).item()
 
@@ -320,7 +329,7 @@ def make_datasets(data=None, synthetic: int = 0, targets=DEFAULT_TARGETS, input_
     return join(train_parts), join(test_parts), scaler
 
 def train(data=None, out_dir='runs/train', *, synthetic: int = 0, data_seed: int = 0, backbone: str = PAPER_BACKBONE,
-          targets=DEFAULT_TARGETS, input_format=None, use_lora: bool | None = None, stem_channels: int = 0,
+          targets=DEFAULT_TARGETS, input_format=None, use_lora: bool | None = None, stem: tuple | None = None, coords: bool | None = None,
           image_size: int | None = None, cache=None, resume: bool = False, config: TrainConfig | None = None, **options):
     "Train a localizer on dataset folder(s) or `synthetic` samples; saved in `out_dir`. Returns (model, history)."
     import dataclasses
@@ -333,7 +342,7 @@ def train(data=None, out_dir='runs/train', *, synthetic: int = 0, data_seed: int
     else:
         torch.manual_seed(cfg.seed)  # the head's (and a scratch backbone's) initial weights
         model = ChirpLocalizer(LocalizerConfig(backbone, input_format=input_format, targets=targets, use_lora=use_lora,
-                                               stem_channels=stem_channels, image_size=image_size))
+                                               stem=stem, coords=coords, image_size=image_size))
     train_ds, test_ds, scaler = make_datasets(data, synthetic, model.config.targets, model.config.input_format,
                                               data_seed, cfg.fresh_samples, cache)
     if ckpt is not None and model.config.label_stats != scaler.to_dict():
@@ -361,13 +370,16 @@ def train_cli(
     targets: Param("comma-separated label columns to predict", str) = ','.join(DEFAULT_TARGETS),
     input_format: Param("rgb224, matrix or matrix-from-figure (default: rgb224; matrix for 1-channel scratch models)", str) = None,
     lora: Param("LoRA adapters: auto (on for pretrained backbones), on, off", str) = 'auto',
-    stem_channels: Param("from scratch: a conv stem with this many channels (0: none, the paper)", int) = 0,
+    stem: Param("from scratch: channels of a stride-2 conv stem, comma-separated, e.g. 16,32,64 (default: the backbone's; none for the paper)", str) = None,
+    coords: Param("from scratch: add time/frequency coordinate channels (default: the backbone's)", store_true) = False,
     epochs: Param("maximum epochs", int) = 100,
     batch_size: Param("batch size", int) = 32,
     lr: Param("AdamW learning rate", float) = 1e-4,
-    schedule: Param("plateau (the paper) or cosine", str) = 'plateau',
+    weight_decay: Param("AdamW weight decay", float) = 0.01,
+    schedule: Param("plateau (the paper), cosine or onecycle", str) = 'plateau',
     warmup_epochs: Param("cosine: warmup epochs", float) = 0.0,
     patience: Param("early stopping: epochs without a lower test loss (0: never stop)", int) = 4,
+    grad_clip: Param("clip the gradient norm (0: off, the paper)", float) = 0.0,
     device: Param("auto, cpu, cuda, cuda:1, mps", str) = 'auto',
     no_amp: Param("no mixed precision on CUDA", store_true) = False,
     seed: Param("training seed", int) = 0,
@@ -380,9 +392,9 @@ def train_cli(
     try:
         model, history = train(data, out, synthetic=synthetic, data_seed=data_seed, backbone=backbone,
                                targets=[t.strip() for t in targets.split(',') if t.strip()], input_format=input_format,
-                               use_lora=None if lora == 'auto' else lora == 'on', stem_channels=stem_channels,
-                               cache=cache or None, resume=resume, epochs=epochs, batch_size=batch_size, lr=lr,
-                               schedule=schedule, warmup_epochs=warmup_epochs, early_stop_patience=patience, device=device,
+                               use_lora=None if lora == 'auto' else lora == 'on', stem=None if stem is None else [int(c) for c in stem.split(',') if c.strip()], coords=coords or None,
+                               cache=cache or None, resume=resume, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                               schedule=schedule, warmup_epochs=warmup_epochs, early_stop_patience=patience, grad_clip=grad_clip, device=device,
                                amp=not no_amp, seed=seed, num_workers=workers, fresh_samples=fresh, progress=not quiet)
     except (BackboneUnavailable, DataError, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"chirploc train: {e}")

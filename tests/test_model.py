@@ -157,7 +157,7 @@ def test_save_reload_identical_predictions(kind, tmp_path, vit_folder, samples, 
     S, labels, pngs = samples
     cfg = dict(scratch=LocalizerConfig('vit-micro', label_stats=STATS),
                lora=LocalizerConfig(str(vit_folder), label_stats=STATS),
-               stem=LocalizerConfig('vit-micro', stem_channels=4, label_stats=STATS),
+               stem=LocalizerConfig('vit-micro', stem=(4, 4), coords=True, label_stats=STATS),
                rgb=LocalizerConfig('vit-micro', input_format='rgb224', label_stats=STATS))[kind]
     torch.manual_seed(0)
     m = _perturb(ChirpLocalizer(cfg))

@@ -1,0 +1,85 @@
+"""The evaluate / predict command lines: the JSON contract, bad folders, reference-made folders."""
+import json
+import subprocess
+import sys
+import warnings
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from chirploc.generate import write_dataset, sample_chirps
+from chirploc.evaluate import describe_chirp, regression_report
+
+TARGETS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq']
+
+
+def run(*args):
+    return subprocess.run([sys.executable, '-m', 'chirploc.cli', *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope='module')
+def figs(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp('figs') / 'd', 12, seed=77, format='png', workers=1, progress=False)
+
+
+def test_evaluate_json_contract(figs):
+    p = run('evaluate', '--data', str(figs), '--json')
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert list(out) == ['targets', 'inference']
+    assert list(out['targets']) == TARGETS
+    for m in out['targets'].values():
+        assert set(m) == {'pearson_r', 'mae', 'rmse'} and all(np.isfinite(v) for v in m.values())
+        assert m['mae'] <= m['rmse']
+    assert set(out['inference']) == {'images', 'seconds', 'images_per_s', 'device'}
+    assert out['inference']['images'] == 12 and out['inference']['device'] == 'cpu'
+
+
+def test_evaluate_on_a_reference_made_folder(tmp_path):
+    import chirp_spectrogram_generator.generator as refmod
+    g = refmod.SpectrogramGenerator(output_dir=str(tmp_path / 'ref'))
+    np.random.seed(3)
+    with warnings.catch_warnings(), mock.patch('builtins.print'):
+        warnings.simplefilter('ignore')
+        g.generate_dataset(6)
+    p = run('evaluate', '--data', str(tmp_path / 'ref'), '--json')
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)['inference']['images'] == 6
+
+
+@pytest.mark.parametrize('damage,expect', [
+    ('no_labels', 'labels.csv'), ('missing_image', 'spectrogram_3.png'), ('not_a_folder', 'no such folder'),
+    ('truncated_png', 'spectrogram_2.png'),
+])
+def test_evaluate_bad_folder_one_line(tmp_path, figs, damage, expect):
+    import shutil
+    d = tmp_path / 'd'
+    shutil.copytree(figs, d)
+    if damage == 'no_labels': (d / 'labels.csv').unlink()
+    if damage == 'missing_image': (d / 'spectrogram_3.png').unlink()
+    if damage == 'not_a_folder': d = tmp_path / 'nothing'
+    if damage == 'truncated_png':
+        b = (d / 'spectrogram_2.png').read_bytes(); (d / 'spectrogram_2.png').write_bytes(b[:len(b) // 2])
+    p = run('evaluate', '--data', str(d), '--json')
+    assert p.returncode != 0
+    lines = [l for l in p.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and expect in lines[0] and 'Traceback' not in p.stderr, p.stderr
+
+
+def test_predict_sentences_and_json(figs):
+    p = run('predict', str(figs / 'spectrogram_1.png'), str(figs / 'spectrogram_2.png'))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 2 and all('chirp starting at' in l and ' Hz' in l for l in lines)
+    p = run('predict', str(figs / 'spectrogram_1.png'), '--json')
+    row = json.loads(p.stdout)
+    assert set(TARGETS) <= set(row) and row['description'].endswith('.')
+
+
+def test_report_and_description():
+    y = np.random.default_rng(0).normal(size=(50, 3))
+    rep = regression_report(y, y, TARGETS)
+    assert all(abs(m['pearson_r'] - 1) < 1e-12 and m['mae'] == 0 for m in rep.values())
+    s = describe_chirp(sample_chirps(1, seed=0).iloc[0])
+    assert s.startswith('Falling linear chirp') and 'lasting' in s
