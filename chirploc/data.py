@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from .generate import (CHIRP_TYPES, LABEL_COLUMNS, LABELS_FILE, META_FILE, FigureRenderer, GeneratorConfig,
-                               generate_batch, sample_chirps)
+                               generate_batch, read_meta, sample_chirps)
 
 # %% auto #0
 __all__ = ['DEFAULT_TARGETS', 'TARGET_UNITS', 'INPUT_FORMATS', 'FIGURE_SIZE', 'FIGURE_BOX', 'DataError', 'read_labels',
@@ -460,10 +460,15 @@ def figure_fidelity(mats: np.ndarray, figures, **kw) -> pd.DataFrame:
 
 # %% ../nbs/02_data.ipynb #02c049
 def _read_meta(folder: Path) -> dict | None:
-    p = folder / META_FILE
-    if not p.exists(): return None
-    try: return json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise DataError(f"{p}: not valid JSON ({e})") from None
+    "chirploc.generate.read_meta, its errors as DataError."
+    try: return read_meta(folder)
+    except ValueError as e: raise DataError(str(e)) from None
+
+def _dataset_folder(path) -> Path:
+    "`path` as a Path, or DataError when it is missing or not a folder."
+    p = Path(path)
+    if not p.is_dir(): raise DataError(f"{p}: no such folder" if not p.exists() else f"{p}: not a folder")
+    return p
 
 def _incomplete(folder: Path, meta: dict):
     "DataError for a folder whose generation was interrupted."
@@ -494,8 +499,7 @@ class PngFolder(ChirpSource):
     "A ChirpLoc100K folder: spectrogram_1.png ... spectrogram_N.png and labels.csv (chirploc.json optional)."
     kind = 'png'
     def __init__(self, path):
-        self.path = p = Path(path)
-        if not p.is_dir(): raise DataError(f"{p}: no such folder" if not p.exists() else f"{p}: not a folder")
+        self.path = p = _dataset_folder(path)
         self.meta = _read_meta(p)
         if self.meta is not None and not self.meta.get('complete', False): raise _incomplete(p, self.meta)
         if self.meta is not None and self.meta.get('config'): self.cfg = GeneratorConfig.from_dict(self.meta['config'])
@@ -534,8 +538,7 @@ class ArrayFolder(ChirpSource):
     "A chirploc `array` folder: labels.csv, chirploc.json and float32 shards (rows, F, T), memory-mapped."
     kind = 'array'
     def __init__(self, path):
-        self.path = p = Path(path)
-        if not p.is_dir(): raise DataError(f"{p}: no such folder" if not p.exists() else f"{p}: not a folder")
+        self.path = p = _dataset_folder(path)
         meta = _read_meta(p)
         if meta is None: raise DataError(f"{p}: no {META_FILE}; an array folder is made by `chirploc generate --format array`")
         if meta.get('format') != 'array': raise DataError(f"{p / META_FILE}: format is {meta.get('format')!r}, not 'array'")

@@ -84,12 +84,24 @@ def labels_frame(t0, dt, f0, f1, kind) -> pd.DataFrame:
                          'Chirp_End_Freq': np.asarray(f1, float), 'Chirp_Duration': np.asarray(dt, float),
                          'Chirp_Type': np.asarray(CHIRP_TYPES, dtype=object)[np.asarray(kind, int)]})
 
+def _draw_samples(indices, seed: int, cfg: GeneratorConfig, noise: bool):
+    "Each sample's stream, started once: (B, 6) rows of (t0, dt, f0, f1, type, eta), and the (B, F, T) normals if `noise`."
+    idx = _as_indices(indices)
+    draws = np.empty((len(idx), 6))
+    normals = np.empty((len(idx), cfg.num_freq_bins, cfg.num_time_bins)) if noise else None
+    for j, i in enumerate(idx):
+        rng = sample_rng(seed, i)
+        draws[j] = _draw_chirp(rng, cfg)
+        if noise: normals[j] = rng.standard_normal((cfg.num_freq_bins, cfg.num_time_bins))
+    return draws, normals
+
+def _labels_of(draws: np.ndarray) -> pd.DataFrame:
+    t0, dt, f0, f1, kind = draws[:, :5].T
+    return labels_frame(t0, dt, f0, f1, kind.astype(int))
+
 def sample_chirps(indices, seed: int = 0, cfg: GeneratorConfig | None = None) -> pd.DataFrame:
     "Step 2: the chirp parameters of samples `indices` (0-based; an int n means 0..n-1) of the dataset with `seed`."
-    cfg = cfg or GeneratorConfig()
-    draws = [_draw_chirp(sample_rng(seed, i), cfg) for i in _as_indices(indices)]
-    t0, dt, f0, f1, kind, _ = (np.array(c) for c in zip(*draws)) if draws else [np.zeros(0)] * 6
-    return labels_frame(t0, dt, f0, f1, kind.astype(int))
+    return _labels_of(_draw_samples(indices, seed, cfg or GeneratorConfig(), noise=False)[0])
 
 # %% ../nbs/01_generate.ipynb #01c016
 def validate_chirps(params: pd.DataFrame, cfg: GeneratorConfig | None = None) -> pd.DataFrame:
@@ -165,23 +177,16 @@ def add_noise_and_smooth(S: np.ndarray, eta, noise: np.ndarray, sigma: float = 1
 
 def draw_noise(indices, seed: int = 0, cfg: GeneratorConfig | None = None):
     "The noise levels (B,) and standard normal matrices (B, F, T) of samples `indices`, from each sample's own stream."
-    cfg = cfg or GeneratorConfig()
-    idx = _as_indices(indices)
-    eta = np.empty(len(idx)); noise = np.empty((len(idx), cfg.num_freq_bins, cfg.num_time_bins))
-    for j, i in enumerate(idx):
-        rng = sample_rng(seed, i)
-        eta[j] = _draw_chirp(rng, cfg)[-1]
-        noise[j] = rng.standard_normal((cfg.num_freq_bins, cfg.num_time_bins))
-    return eta, noise
+    draws, noise = _draw_samples(indices, seed, cfg or GeneratorConfig(), noise=True)
+    return draws[:, 5], noise
 
 # %% ../nbs/01_generate.ipynb #01c027
 def generate_batch(indices, seed: int = 0, cfg: GeneratorConfig | None = None, dtype=np.float32):
     "Spectrograms (B, F, T) and labels of samples `indices` (0-based; an int n means 0..n-1) of the dataset with `seed`."
     cfg = cfg or GeneratorConfig()
-    idx = _as_indices(indices)
-    params = sample_chirps(idx, seed, cfg)
-    eta, noise = draw_noise(idx, seed, cfg)
-    S = add_noise_and_smooth(chirp_ridges(params, cfg, validate=False), eta, noise, cfg.smooth_sigma)
+    draws, noise = _draw_samples(indices, seed, cfg, noise=True)  # one pass over each sample's stream
+    params = _labels_of(draws)
+    S = add_noise_and_smooth(chirp_ridges(params, cfg, validate=False), draws[:, 5], noise, cfg.smooth_sigma)
     return S.astype(dtype, copy=False), params
 
 # %% ../nbs/01_generate.ipynb #01c034
@@ -270,20 +275,22 @@ def _work_png(args):
     S, lab = generate_batch(range(start, stop), seed, cfg, dtype=np.float64)
     for j, (s, kind) in enumerate(zip(S, lab.Chirp_Type)):
         r.save(s, start + j + 1, kind, Path(out) / f"spectrogram_{start + j + 1}.png")
-    return start, stop
+    return start, stop, labels_csv_lines(lab)
 
 def _work_array(args):
     "Worker: write samples [start, stop) of the dataset as one float32 shard in `out`."
     out, start, stop, seed, cfgd, k = args
     cfg = GeneratorConfig.from_dict(cfgd)
     S = np.empty((stop - start, cfg.num_freq_bins, cfg.num_time_bins), np.float32)
+    lines = []
     for s in range(start, stop, 64):  # small batches: the float64 intermediates stay in cache
-        S[s - start:min(s + 64, stop) - start] = generate_batch(range(s, min(s + 64, stop)), seed, cfg)[0]
+        S[s - start:min(s + 64, stop) - start], lab = generate_batch(range(s, min(s + 64, stop)), seed, cfg)
+        lines.append(labels_csv_lines(lab))
     path = Path(out) / _shard_name(k)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, 'wb') as f: np.save(f, S); f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
-    return start, stop
+    return start, stop, ''.join(lines)
 
 _RENDERERS = {}
 def _renderer(cfg):
@@ -300,7 +307,7 @@ def read_meta(folder) -> dict | None:
     p = Path(folder) / META_FILE
     if not p.exists(): return None
     try: return json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{p}: not valid JSON ({e})") from None
+    except ValueError as e: raise ValueError(f"{p}: not valid JSON ({e})") from None  # JSON or text decoding
 
 def _check_existing(out: Path, meta: dict, n: int):
     old = read_meta(out)
@@ -373,8 +380,8 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     bar = tqdm(total=n, initial=done, desc=f"generate {format}", unit='sample', disable=not progress)
     with open(labels_path, 'a') as f:
-        def finish(start, stop):
-            f.write(labels_csv_lines(sample_chirps(range(start, stop), seed, cfg))); f.flush(); os.fsync(f.fileno())
+        def finish(start, stop, lines):  # the worker's labels rows, once its files are on disk
+            f.write(lines); f.flush(); os.fsync(f.fileno())
             bar.update(stop - start)
         if workers == 1:
             for j in jobs: finish(*work(j))
@@ -382,7 +389,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
             # fork where the OS has it (fast start; the workers use only NumPy, SciPy and matplotlib), else spawn
             ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
             with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-                for start, stop in ex.map(work, jobs): finish(start, stop)
+                for done_job in ex.map(work, jobs): finish(*done_job)
     bar.close()
     meta['complete'] = True
     _atomic_write_text(out / META_FILE, json.dumps(meta, indent=1))

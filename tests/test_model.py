@@ -16,13 +16,7 @@ from chirploc.model import (PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable
 
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny models on a shared 2-core machine: one intra-op thread is several times faster than two (no spin-waiting)."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 STATS = dict(targets=list(DEFAULT_TARGETS), mean=[22.5, 50.0, 50.0], std=[13.0, 28.9, 30.0])
 
 

@@ -14,13 +14,7 @@ from chirploc.train import TrainConfig, fit, load_checkpoint, make_datasets, tra
 
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny models on a shared 2-core machine: one intra-op thread is several times faster than two (no spin-waiting)."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 SAME = ['epoch', 'train_loss', 'test_loss', 'r_Chirp_Start_Time', 'r_Chirp_Start_Freq', 'r_Chirp_End_Freq', 'lr']
 KW = dict(synthetic=64, backbone='vit-micro', progress=False)
 
