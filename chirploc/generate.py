@@ -364,6 +364,9 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
                 shape=[cfg.num_freq_bins, cfg.num_time_bins], generator='chirploc', label_columns=LABEL_COLUMNS)
     out.mkdir(parents=True, exist_ok=True)
     old = _check_existing(out, meta, n)
+    if (old and old.get('complete') and old.get('n') == n and _rows_done(out, seed, cfg, 1) == n
+            and _files_present(out, format, n, shard_size) == n):
+        return out  # finished before: nothing to do, nothing rewritten
     done = _rows_done(out, seed, cfg, step if format == 'array' else 1) if old else 0
     done = _files_present(out, format, done, shard_size)
     if format == 'array':
