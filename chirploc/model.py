@@ -40,10 +40,11 @@ SCRATCH_CONFIGS = {
     'vit-tiny': dict(image_size=128, patch_size=16, num_channels=1, hidden_size=128, num_hidden_layers=4,
                      num_attention_heads=4, intermediate_size=512),
     # the CPU default (see 04_train's search): a conv stem turns the 128x128 matrix (+ 2 coordinate channels) into a
-    # 16x16 map of 64 features, which a 4-layer width-128 ViT reads in 2x2 patches (64 tokens). `stem` and `coords` are
-    # localizer settings (LocalizerConfig), the rest the ViT's; image_size is the input's side.
+    # 16x16 map of 64 features, which a 4-layer width-128 ViT reads in 2x2 patches (64 tokens); the head reads the
+    # patches by soft-argmax. `stem`, `coords` and `pooling` are localizer settings (LocalizerConfig), the rest the ViT's;
+    # image_size is the input's side.
     'chirploc-hybrid': dict(image_size=128, patch_size=2, num_channels=1, hidden_size=128, num_hidden_layers=4,
-                            num_attention_heads=4, intermediate_size=256, stem=(16, 32, 64), coords=True),
+                            num_attention_heads=4, intermediate_size=256, stem=(16, 32, 64), coords=True, pooling='soft'),
     # the smallest thing that runs: for tests and examples only
     'vit-micro': dict(image_size=128, patch_size=32, num_channels=1, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64),
@@ -71,7 +72,7 @@ class LocalizerConfig:
     label_stats: dict | None = None     # chirploc.data.LabelScaler.to_dict() of the training labels
     stem: tuple | None = None           # channels of stride-2 conv layers before the ViT (from scratch only; resolved: () = none)
     coords: bool | None = None          # resolved: append time and frequency coordinate channels to the input (from scratch only)
-    pooling: str | None = None          # resolved: 'cls' (the paper: the [CLS] token) or 'mean' (average of the patch tokens)
+    pooling: str | None = None          # resolved: 'cls' (the paper: the [CLS] token), 'mean' (the patch tokens' average) or 'soft' (soft-argmax over patch tokens)
 
     def __post_init__(self):
         if isinstance(self.backbone, os.PathLike): self.backbone = str(self.backbone)
@@ -245,7 +246,7 @@ class ChirpLocalizer(nn.Module):
         if cfg.stem is None: cfg.stem = tuple(named.get('stem', ()))
         if cfg.coords is None: cfg.coords = bool(named.get('coords', False))
         if cfg.pooling is None: cfg.pooling = named.get('pooling', 'cls')
-        if cfg.pooling not in ('cls', 'mean'): raise ValueError(f"pooling must be 'cls' or 'mean', not {cfg.pooling!r}")
+        if cfg.pooling not in ('cls', 'mean', 'soft'): raise ValueError(f"pooling must be 'cls', 'mean' or 'soft', not {cfg.pooling!r}")
         stem, extra = len(cfg.stem) > 0, 2 * int(cfg.coords)
         if (stem or cfg.coords) and not cfg.is_scratch:
             raise ValueError("a conv stem or coordinate channels need a from-scratch backbone: the pretrained patch embedding expects RGB")
@@ -275,6 +276,7 @@ class ChirpLocalizer(nn.Module):
         self.backbone = apply_lora(backbone, cfg) if cfg.use_lora else backbone
         if not cfg.use_lora: cfg.lora_modules = None
         self.head = regression_head(vc.hidden_size, cfg.head_dims, cfg.n_outputs)
+        self.attend = nn.Linear(vc.hidden_size, cfg.n_outputs) if cfg.pooling == 'soft' else None  # soft-argmax scores
 
     def fit_input(self, x: torch.Tensor) -> torch.Tensor:
         "Adapt a batch (B, C, H, W) to the model's channels and size (repeat/average channels, antialiased resize)."
@@ -293,6 +295,9 @@ class ChirpLocalizer(nn.Module):
         if self.config.coords: x = add_coords(x)
         if self.stem is not None: x = self.stem(x)
         h = self.backbone(pixel_values=x).last_hidden_state
+        if self.config.pooling == 'soft':  # each target: the softmax(score)-weighted mean of the patches' predictions
+            h = h[:, 1:]
+            return (self.attend(h).softmax(1) * self.head(h)).sum(1)
         return self.head(h[:, 0] if self.config.pooling == 'cls' else h[:, 1:].mean(1))  # [CLS], or the patches' mean
 
 # %% ../nbs/03_model.ipynb #03c028
@@ -300,7 +305,7 @@ def count_parameters(model: nn.Module) -> pd.DataFrame:
     "Parameters per part of a localizer (total and trainable), with a total row."
     rows = {}
     for n, p in model.named_parameters():
-        part = ('LoRA adapters' if 'lora_' in n else 'regression head' if n.startswith('head.') else
+        part = ('LoRA adapters' if 'lora_' in n else 'regression head' if n.startswith(('head.', 'attend.')) else
                 'conv stem' if n.startswith('stem.') else 'backbone (trainable)' if p.requires_grad else 'backbone (frozen)')
         r = rows.setdefault(part, [0, 0]); r[0] += p.numel(); r[1] += p.numel() if p.requires_grad else 0
     order = ['backbone (frozen)', 'backbone (trainable)', 'LoRA adapters', 'conv stem', 'regression head']

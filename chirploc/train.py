@@ -330,7 +330,7 @@ def make_datasets(data=None, synthetic: int = 0, targets=DEFAULT_TARGETS, input_
 
 def train(data=None, out_dir='runs/train', *, synthetic: int = 0, data_seed: int = 0, backbone: str = PAPER_BACKBONE,
           targets=DEFAULT_TARGETS, input_format=None, use_lora: bool | None = None, stem: tuple | None = None, coords: bool | None = None,
-          image_size: int | None = None, cache=None, resume: bool = False, config: TrainConfig | None = None, **options):
+          pooling: str | None = None, image_size: int | None = None, cache=None, resume: bool = False, config: TrainConfig | None = None, **options):
     "Train a localizer on dataset folder(s) or `synthetic` samples; saved in `out_dir`. Returns (model, history)."
     import dataclasses
     cfg = dataclasses.replace(config or TrainConfig(), **options)
@@ -342,7 +342,7 @@ def train(data=None, out_dir='runs/train', *, synthetic: int = 0, data_seed: int
     else:
         torch.manual_seed(cfg.seed)  # the head's (and a scratch backbone's) initial weights
         model = ChirpLocalizer(LocalizerConfig(backbone, input_format=input_format, targets=targets, use_lora=use_lora,
-                                               stem=stem, coords=coords, image_size=image_size))
+                                               stem=stem, coords=coords, pooling=pooling, image_size=image_size))
     train_ds, test_ds, scaler = make_datasets(data, synthetic, model.config.targets, model.config.input_format,
                                               data_seed, cfg.fresh_samples, cache)
     if ckpt is not None and model.config.label_stats != scaler.to_dict():
@@ -372,6 +372,7 @@ def train_cli(
     lora: Param("LoRA adapters: auto (on for pretrained backbones), on, off", str) = 'auto',
     stem: Param("from scratch: channels of a stride-2 conv stem, comma-separated, e.g. 16,32,64 (default: the backbone's; none for the paper)", str) = None,
     coords: Param("from scratch: add time/frequency coordinate channels (default: the backbone's)", store_true) = False,
+    pooling: Param("what the head reads: cls (the paper), mean, or soft (soft-argmax over patches); default: the backbone's", str) = None,
     epochs: Param("maximum epochs", int) = 100,
     batch_size: Param("batch size", int) = 32,
     lr: Param("AdamW learning rate", float) = 1e-4,
@@ -392,7 +393,7 @@ def train_cli(
     try:
         model, history = train(data, out, synthetic=synthetic, data_seed=data_seed, backbone=backbone,
                                targets=[t.strip() for t in targets.split(',') if t.strip()], input_format=input_format,
-                               use_lora=None if lora == 'auto' else lora == 'on', stem=None if stem is None else [int(c) for c in stem.split(',') if c.strip()], coords=coords or None,
+                               use_lora=None if lora == 'auto' else lora == 'on', stem=None if stem is None else [int(c) for c in stem.split(',') if c.strip()], coords=coords or None, pooling=pooling,
                                cache=cache or None, resume=resume, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                schedule=schedule, warmup_epochs=warmup_epochs, early_stop_patience=patience, grad_clip=grad_clip, device=device,
                                amp=not no_amp, seed=seed, num_workers=workers, fresh_samples=fresh, progress=not quiet)
