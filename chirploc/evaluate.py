@@ -48,12 +48,13 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
 
 # %% ../nbs/05_evaluate.ipynb #05c011
 def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, workers: int | None = 0,
-                       device='auto', progress: bool = False):
+                       device='auto', progress: bool = False, limit: int | None = None):
     "(report, predictions) of localizer `model` on dataset `data` (a folder or a ChirpSource); `split`: all | test | train."
     model = load_localizer(model, device)
     src = open_source(data)
     if split not in ('all', 'test', 'train'): raise ValueError(f"split must be all, test or train, not {split!r}")
-    idx = None if split == 'all' else paper_split(len(src))[split == 'test']
+    idx = np.arange(len(src)) if split == 'all' else paper_split(len(src))[split == 'test']
+    if limit is not None: idx = idx[:limit]  # the split's first `limit` samples (the split is already shuffled)
     targets = list(model.config.targets)
     missing = [t for t in targets if t not in src.labels.columns]
     if missing: raise DataError(f"{getattr(src, 'path', src)}: labels lack {missing}, which the model predicts")
