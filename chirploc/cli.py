@@ -16,6 +16,8 @@ COMMANDS = {
     'train': ('chirploc.train', 'train_cli', 'train a chirp localizer'),
     'evaluate': ('chirploc.evaluate', 'evaluate_cli', 'evaluate a localizer on a ChirpLoc100K-layout folder'),
     'predict': ('chirploc.evaluate', 'predict_cli', 'describe the chirp in spectrogram images or matrices'),
+    'reproduce': ('chirploc.reproduce', 'reproduce_cli', 'the whole paper: data, training, evaluation, figures, results.json'),
+    'results': ('chirploc.reproduce', 'results_cli', "the results table: the paper's values beside results.json files"),
 }
 
 def _usage() -> str:

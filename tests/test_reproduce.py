@@ -1,0 +1,92 @@
+"""The papermill reproduction at tiny size: every figure and a well-formed results.json, resumption, and failure."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from chirploc.figures import FIGURE_FILES
+from chirploc.reproduce import RESULT_KEYS, check_results, results_table
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / 'nbs' / '07_reproduce.ipynb'
+
+
+def papermill(out_nb: Path, **params):
+    "Run the reproduction notebook through papermill's command line, as the README does."
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, '-m', 'papermill', str(NOTEBOOK), str(out_nb), '--no-progress-bar']
+    for k, v in params.items(): cmd += ['-p', k, str(v)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp('repro')
+    out, work = base / 'out', base / 'work'
+    p = papermill(out / 'reproduce.ipynb', preset='tiny', out_dir=out, work_dir=work, progress=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return base, out, work
+
+
+def test_every_figure_and_results(tiny_run):
+    _, out, _ = tiny_run
+    for name in FIGURE_FILES:
+        f = out / name
+        assert f.is_file() and f.stat().st_size > 200, name
+        if name.endswith('.png'): assert f.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+    res = json.loads((out / 'results.json').read_text())
+    check_results(res, out)
+    assert set(RESULT_KEYS) <= set(res)
+    assert res['preset'] == 'tiny' and res['n_train'] == 128 and res['n_test'] == 32
+    assert set(res['targets']) == {'Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq'}
+    for m in res['targets'].values(): assert set(m) == {'pearson_r', 'mae', 'rmse'} and m['mae'] > 0
+    assert set(res['inference']) == {'images', 'seconds', 'images_per_s', 'device'} and res['inference']['images'] == 32
+    assert res['epochs_run'] == 2 and 1 <= res['best_epoch'] <= 2 and res['train_seconds'] > 0
+    assert res['backbone'] == 'vit-micro (from scratch)'
+    # the executed notebook sits next to results.json, with the injected parameters and no error
+    nb = nbformat.read(out / 'reproduce.ipynb', 4)
+    assert any('injected-parameters' in c.metadata.get('tags', []) for c in nb.cells)
+    assert not any(o.get('output_type') == 'error' for c in nb.cells for o in c.get('outputs', []))
+
+
+def test_results_table_from_files(tiny_run):
+    _, out, _ = tiny_run
+    tab = results_table([out / 'results.json'])
+    assert tab.columns[0] == 'paper (reported)' and len(tab.columns) == 2
+    res = json.loads((out / 'results.json').read_text())
+    assert tab.iloc[:, 1]['r start time'] == f"{res['targets']['Chirp_Start_Time']['pearson_r']:.3f}"
+    p = subprocess.run([sys.executable, '-m', 'chirploc.cli', 'results', str(out / 'results.json')],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith('|  | paper (reported) |') and 'r start time' in p.stdout
+
+
+def test_rerun_reuses_data_and_training(tiny_run):
+    "Rerunning the same command reuses the dataset and the finished training, and gives the same results."
+    base, out, work = tiny_run
+    data_before = {p: p.stat().st_mtime_ns for p in (work / 'data').rglob('*') if p.is_file()}
+    state = work / 'train' / 'checkpoint' / 'state.pt'  # written after every epoch, and only then
+    s_before, w_before = state.stat().st_mtime_ns, (work / 'train' / 'model.safetensors').read_bytes()
+    first = json.loads((out / 'results.json').read_text())
+    p = papermill(base / 'again' / 'reproduce.ipynb', preset='tiny', out_dir=base / 'again', work_dir=work, progress=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    again = json.loads((base / 'again' / 'results.json').read_text())
+    assert {p: p.stat().st_mtime_ns for p in (work / 'data').rglob('*') if p.is_file()} == data_before
+    assert state.stat().st_mtime_ns == s_before  # no epoch was trained again
+    assert (work / 'train' / 'model.safetensors').read_bytes() == w_before
+    assert again['history'] == first['history'] and again['targets'] == first['targets']
+
+
+def test_failing_cell_fails_the_run_and_keeps_the_notebook(tmp_path):
+    out = tmp_path / 'out'
+    p = papermill(out / 'reproduce.ipynb', preset='tiny', backbone='no-such-backbone-anywhere', out_dir=out,
+                  work_dir=tmp_path / 'work', progress=False)
+    assert p.returncode != 0
+    nb = nbformat.read(out / 'reproduce.ipynb', 4)  # left for inspection, with the error in it
+    errors = [o for c in nb.cells for o in c.get('outputs', []) if o.get('output_type') == 'error']
+    assert errors and 'no-such-backbone-anywhere' in ''.join(errors[0]['traceback'] + [errors[0]['evalue']])
+    assert not (out / 'results.json').exists()
