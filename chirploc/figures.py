@@ -5,6 +5,7 @@
 # %% ../nbs/06_figures.ipynb #06c003
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,10 @@ def target_label(t: str) -> str:
     unit = TARGET_UNITS.get(t)
     return TARGET_NAMES.get(t, t) + (f' ({unit})' if unit else '')
 
+def _title(main: str, label: str = '') -> str:
+    "A figure title, with the run's label wrapped below it."
+    return main + ('\n' + textwrap.fill(label, 75) if label else '')
+
 def _targets_of(history: pd.DataFrame) -> list:
     return [c[2:] for c in history.columns if c.startswith('r_')]
 
@@ -79,7 +84,8 @@ def fig_loss(history: pd.DataFrame, split: str = 'train', marks: dict | None = N
     _mark_epochs(ax, marks)
     _epoch_axis(ax, history)
     ax.set(ylabel='MSE (standardized targets)', yscale='log',
-           title=f"Fig. {3 if split == 'train' else 4}: {split} loss per epoch" + (f'\n{label}' if label else ''))
+           title=_title(f"Fig. {3 if split == 'train' else 4}: {split} loss per epoch", label))
+    ax.title.set_fontsize(9)
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 
@@ -98,7 +104,8 @@ def fig_correlations(history: pd.DataFrame, marks: dict | None = None, paper: bo
     _mark_epochs(ax, marks)
     _epoch_axis(ax, history)
     lo = min(0.0, float(history[[f'r_{t}' for t in targets]].min().min()))
-    ax.set(ylabel='Pearson r (test)', ylim=(lo, 1.01), title='Fig. 5: correlation per epoch' + (f'\n{label}' if label else ''))
+    ax.set(ylabel='Pearson r (test)', ylim=(lo, 1.01), title=_title('Fig. 5: correlation per epoch', label))
+    ax.title.set_fontsize(9)
     ax.legend(fontsize=8, loc='lower right'); fig.tight_layout()
     return fig
 

@@ -39,8 +39,8 @@ PRESETS = {
                   schedule='plateau', warmup_epochs=0.0, patience=4, grad_clip=0.0, cache=True, workers=8,
                   eval_train=None, n_figure_check=0),
     'smoke': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid', fallback_backbone=None,
-                  input_format='matrix', pooling=None, epochs=2, batch_size=128, lr=1e-3, weight_decay=0.05,
-                  schedule='onecycle', warmup_epochs=0.1, patience=0, grad_clip=0.0, cache=False, workers=0,
+                  input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
+                  schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
                   eval_train=10_000, n_figure_check=500),
     'tiny': dict(n_samples=160, data_format='array', backbone='vit-micro', fallback_backbone=None, input_format='matrix',
                  pooling=None, epochs=2, batch_size=32, lr=1e-3, weight_decay=0.01, schedule='plateau', warmup_epochs=0.0,
@@ -58,12 +58,12 @@ class ReproConfig:
     fallback_backbone: str | None = None  # used, and said, when `backbone` is a hub id that cannot be reached
     input_format: str = 'matrix'
     pooling: str | None = None
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.05
     schedule: str = 'onecycle'
-    warmup_epochs: float = 0.1
+    warmup_epochs: float = 0.15
     patience: int = 0
     grad_clip: float = 0.0
     cache: bool = False                 # decode PNG inputs once into a cache
