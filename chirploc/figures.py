@@ -21,7 +21,7 @@ from .generate import GeneratorConfig
 # %% auto #0
 __all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'target_colors', 'target_label', 'run_marks', 'fig_loss',
            'fig_correlations', 'fig_inference', 'fig_error_histograms', 'fig_scatter', 'pick_examples', 'example_table',
-           'fig_examples', 'fig_sample_grid', 'markdown_table', 'make_figures']
+           'fig_examples', 'fig_error_by_duration', 'fig_sample_grid', 'markdown_table', 'make_figures']
 
 # %% ../nbs/06_figures.ipynb #06c006
 # SPEC.md, "Reported run" (the paper's Figs. 3 to 8): reference marks only, never results of this code
@@ -210,6 +210,23 @@ def fig_examples(examples: pd.DataFrame, source, cfg: GeneratorConfig | None = N
     return fig
 
 # %% ../nbs/06_figures.ipynb #06c030
+def fig_error_by_duration(tables: dict, targets=DEFAULT_TARGETS, bins=(0, 2, 4, 7, 10, 15), label: str = ''):
+    "Median |error| per duration bin and target, one line per method ({'model': prediction table, 'ridge tracker': ...})."
+    fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.3), squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        for k, (name, tab) in enumerate(tables.items()):
+            if f'err_{t}' not in tab or 'true_Chirp_Duration' not in tab: continue
+            d = pd.cut(tab.true_Chirp_Duration, bins)
+            med = tab[f'err_{t}'].abs().groupby(d, observed=False).median()
+            ax.plot([f'{iv.left:g}-{iv.right:g}' for iv in med.index], med.values, 'o-' if k == 0 else 's--', label=name)
+        ax.set(xlabel='chirp duration (s)', ylabel=f'median |error| ({TARGET_UNITS.get(t, "")})', title=TARGET_NAMES.get(t, t),
+               ylim=(0, None))
+        ax.legend(fontsize=8)
+    fig.suptitle('Error against chirp duration (test split)' + (f' — {label}' if label else ''), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/06_figures.ipynb #06c033
 def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols: int = 4, label: str = ''):
     "The first `n` spectrograms of a dataset, each titled with its chirp."
     cfg = cfg or GeneratorConfig()
@@ -228,9 +245,10 @@ def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols
     fig.suptitle('Samples' + (f' — {label}' if label else ''), fontsize=10); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_figures.ipynb #06c032
+# %% ../nbs/06_figures.ipynb #06c035
 FIGURE_FILES = ('fig3_train_loss.png', 'fig4_test_loss.png', 'fig5_pearson_r.png', 'fig6_inference.png',
-                'fig7_error_histograms.png', 'fig8_examples.png', 'fig8_examples.md', 'scatter_test.png', 'samples.png')
+                'fig7_error_histograms.png', 'fig8_examples.png', 'fig8_examples.md', 'scatter_test.png', 'samples.png',
+                'error_by_duration.png')
 
 def markdown_table(df: pd.DataFrame) -> str:
     "A GitHub Markdown table of `df` (no index), without pandas' optional `tabulate` dependency."
@@ -240,8 +258,9 @@ def markdown_table(df: pd.DataFrame) -> str:
     return '\n'.join(lines) + '\n'
 
 def make_figures(history: pd.DataFrame, tables: dict, source, out_dir, label: str = '', marks: dict | None = None,
-                 n_test: int | None = None, n_examples: int = 5, seed: int = 0, dpi: int = 110, paper: bool = True) -> dict:
-    "Draw every figure of a run into `out_dir`; returns {file name: path}. `tables`: {'train': df, 'test': df}."
+                 n_test: int | None = None, n_examples: int = 5, seed: int = 0, dpi: int = 110, paper: bool = True,
+                 baselines: dict | None = None) -> dict:
+    "Draw every figure of a run into `out_dir`; returns {file name: path}. `tables`: {'train': df, 'test': df}; `baselines`: {name: test-split table}."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     marks = marks or run_marks(history)
     ex = pick_examples(tables['test'], n_examples, seed)
@@ -252,7 +271,8 @@ def make_figures(history: pd.DataFrame, tables: dict, source, out_dir, label: st
             'fig7_error_histograms.png': fig_error_histograms(tables, label=label),
             'fig8_examples.png': fig_examples(ex, source, label=label),
             'scatter_test.png': fig_scatter(tables['test'], label),
-            'samples.png': fig_sample_grid(source, label=label)}
+            'samples.png': fig_sample_grid(source, label=label),
+            'error_by_duration.png': fig_error_by_duration({'model': tables['test'], **(baselines or {})}, label=label)}
     paths = {}
     for name, fig in figs.items():
         noisy = name in ('fig8_examples.png', 'samples.png')  # noise images: lower resolution keeps the files small

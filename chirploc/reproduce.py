@@ -20,6 +20,7 @@ import torch
 
 import chirploc
 from .data import DEFAULT_TARGETS, open_source
+from .baselines import evaluate_tracker
 from .evaluate import evaluate_localizer
 from .figures import FIGURE_FILES, PAPER, make_figures, markdown_table, run_marks
 from .generate import write_dataset
@@ -28,8 +29,8 @@ from .train import pick_device, train
 
 # %% auto #0
 __all__ = ['PRESETS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config', 'resolve_backbone', 'describe_backbone', 'prepare_data',
-           'train_model', 'evaluate_model', 'check_on_figures', 'git_commit', 'versions', 'device_name',
-           'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'results_table',
+           'train_model', 'evaluate_model', 'run_baselines', 'check_on_figures', 'git_commit', 'versions',
+           'device_name', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'results_table',
            'update_readme', 'reproduce_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
@@ -70,6 +71,7 @@ class ReproConfig:
     workers: int = 0                    # data loader and generator worker processes (0: in process)
     eval_train: int | None = None       # evaluate at most this many train samples for Fig. 7 (None: all)
     n_figure_check: int = 0             # also evaluate on this many fresh ChirpLoc100K figures (another seed)
+    baselines: bool = True              # run the ridge tracker (05b_baselines) on the same test split
     device: str = 'auto'
     out_dir: str = 'figures/smoke'
     work_dir: str = 'runs/smoke'
@@ -131,6 +133,14 @@ def evaluate_model(cfg: ReproConfig, model, data) -> tuple[dict, dict]:
     (out / 'report_test.json').write_text(json.dumps(report, indent=2))
     return report, tables
 
+def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
+    "The baselines on the test split: ({name: report}, {name: prediction table}), the tables saved beside the model's."
+    if not cfg.baselines: return {}, {}
+    report, table = evaluate_tracker(data, 'test')
+    out = Path(cfg.work_dir) / 'eval'; out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / 'predictions_test_ridge_tracker.csv', index=False)
+    return {'ridge_tracker': report}, {'ridge tracker': table}
+
 def check_on_figures(cfg: ReproConfig, model) -> dict | None:
     "For a model trained on matrices: its report on `n_figure_check` fresh ChirpLoc100K figures (seed + 1)."
     if not cfg.n_figure_check: return None
@@ -168,7 +178,7 @@ def device_name(device) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 def build_results(cfg: ReproConfig, backbone: str, note: str | None, model, history: pd.DataFrame, report: dict,
-                  commit: str | None, figure_check: dict | None = None, files=()) -> dict:
+                  commit: str | None, figure_check: dict | None = None, files=(), baselines: dict | None = None) -> dict:
     "The run's `results.json` content."
     run = json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
     marks = run_marks(history, cfg.patience, cfg.epochs)
@@ -181,7 +191,7 @@ def build_results(cfg: ReproConfig, backbone: str, note: str | None, model, hist
                 # beyond the contract
                 backbone_requested=cfg.backbone, backbone_note=note, device_name=device_name(dev),
                 early_stop=marks['early_stop'], best_test_loss=float(best.test_loss),
-                history=history.to_dict(orient='list'), figure_check=figure_check, config=cfg.to_dict(),
+                history=history.to_dict(orient='list'), figure_check=figure_check, baselines=baselines or {}, config=cfg.to_dict(),
                 figures=sorted(str(f) for f in files), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
 
 def check_results(results: dict, out_dir=None) -> dict:
@@ -210,12 +220,13 @@ def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
     data = prepare_data(cfg)
     model, history = train_model(cfg, data, backbone)
     report, tables = evaluate_model(cfg, model, data)
+    base_reports, base_tables = run_baselines(cfg, data)
     fig_check = check_on_figures(cfg, model)
     run = json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
     label = run_label(cfg, describe_backbone(backbone, model), run['n_train'], run['n_test'], report['inference']['device'])
     files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
-                         n_test=run['n_test'], seed=cfg.seed)
-    results = build_results(cfg, backbone, note, model, history, report, commit, fig_check, files)
+                         n_test=run['n_test'], seed=cfg.seed, baselines=base_tables)
+    results = build_results(cfg, backbone, note, model, history, report, commit, fig_check, files, base_reports)
     write_results(results, cfg.out_dir)
     return results
 
@@ -255,19 +266,33 @@ def _run_column(r: dict) -> dict:
         m = r['targets'].get(t)
         c[f'r {_NAMES[t]}'] = f"{m['pearson_r']:.3f}" if m else ''
         c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}" if m else ''
-    for t, m in r['targets'].items():  # targets beyond the paper's (issue 6)
-        if t not in DEFAULT_TARGETS: c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
+    for t, m in r['targets'].items():  # targets beyond the paper's
+        if t not in DEFAULT_TARGETS:
+            c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
+            if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
     c['inference'] = f"{inf['seconds']:.1f} s per {inf['images']:,} ({inf['images_per_s']:.0f} img/s)"
     fc = r.get('figure_check')
     c['r on fresh ChirpLoc100K figures'] = (' / '.join(f"{fc['targets'][t]['pearson_r']:.3f}" for t in DEFAULT_TARGETS
                                                        if t in fc['targets']) + f" (n={fc['n']})") if fc else ''
     return c
 
+def _baseline_column(b: dict) -> dict:
+    c = {'backbone': 'none (no learning)', 'training time': 'none'}
+    for t, m in b['targets'].items():
+        c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
+        if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
+    inf = b['inference']
+    c['inference'] = f"{inf['seconds']:.1f} s per {inf['images']:,} ({inf['images_per_s']:.0f} img/s, {inf['device']})"
+    return c
+
 def results_table(results) -> pd.DataFrame:
     "The paper's column beside one column per run (dicts or results.json paths)."
     runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
     cols = {'paper (reported)': _paper_column()}
-    for r in runs: cols[f"{r['preset']} (seed {r['seed']}, {r.get('git_commit') and r['git_commit'][:7]})"] = _run_column(r)
+    for r in runs:
+        cols[f"{r['preset']} (seed {r['seed']}, {r.get('git_commit') and r['git_commit'][:7]})"] = _run_column(r)
+        for name, b in (r.get('baselines') or {}).items():
+            cols[f"{name.replace('_', ' ')} ({r['preset']} test split)"] = _baseline_column(b)
     df = pd.DataFrame(cols).fillna('')
     df.index.name = ''
     return df
