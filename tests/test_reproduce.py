@@ -47,6 +47,8 @@ def test_every_figure_and_results(tiny_run):
     assert set(res['inference']) == {'images', 'seconds', 'images_per_s', 'device'} and res['inference']['images'] == 32
     assert res['epochs_run'] == 2 and 1 <= res['best_epoch'] <= 2 and res['train_seconds'] > 0
     assert res['backbone'] == 'vit-micro (from scratch)'
+    tracker = res['baselines']['ridge_tracker']  # the classical baseline, on the same test split
+    assert tracker['inference']['images'] == 32 and set(tracker['targets']) >= set(res['targets'])
     # the executed notebook sits next to results.json, with the injected parameters and no error
     nb = nbformat.read(out / 'reproduce.ipynb', 4)
     assert any('injected-parameters' in c.metadata.get('tags', []) for c in nb.cells)
@@ -56,7 +58,7 @@ def test_every_figure_and_results(tiny_run):
 def test_results_table_from_files(tiny_run):
     _, out, _ = tiny_run
     tab = results_table([out / 'results.json'])
-    assert tab.columns[0] == 'paper (reported)' and len(tab.columns) == 2
+    assert list(tab.columns[::2]) == ['paper (reported)', 'ridge tracker (tiny test split)'] and len(tab.columns) == 3
     res = json.loads((out / 'results.json').read_text())
     assert tab.iloc[:, 1]['r start time'] == f"{res['targets']['Chirp_Start_Time']['pearson_r']:.3f}"
     p = subprocess.run([sys.executable, '-m', 'chirploc.cli', 'results', str(out / 'results.json')],
