@@ -153,13 +153,14 @@ def check_on_figures(cfg: ReproConfig, model) -> dict | None:
 RESULT_KEYS = ('preset', 'seed', 'backbone', 'device', 'git_commit', 'versions', 'n_train', 'n_test', 'best_epoch',
                'epochs_run', 'train_seconds', 'targets', 'inference')
 
-def git_commit(path='.') -> str | None:
-    "The commit checked out at `path` (with '-dirty' when tracked files differ from it), or None outside git."
+def git_commit(path='.', ignore=()) -> str | None:
+    "The commit checked out at `path`, with '-dirty' when tracked files differ from it (outside `ignore`d folders); None outside git."
     try:
         sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path, capture_output=True, text=True, timeout=10)
         if sha.returncode: return None
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=path, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+        spec = ['.'] + [f':(exclude){os.path.relpath(Path(p).resolve(), Path(path).resolve())}' for p in ignore]
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', *spec], cwd=path,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ('-dirty' if dirty else '')
     except (OSError, subprocess.SubprocessError): return None
 
@@ -207,14 +208,14 @@ def check_results(results: dict, out_dir=None) -> dict:
         if absent: raise ValueError(f"{out_dir}: figures missing: {absent}")
     return results
 
-# %% ../nbs/07_reproduce.ipynb #07c016
+# %% ../nbs/07_reproduce.ipynb #07c017
 def run_label(cfg: ReproConfig, backbone_desc: str, n_train: int, n_test: int, device: str) -> str:
     return f"{cfg.preset} preset: {backbone_desc}, {n_train:,} train / {n_test:,} test, {device}"
 
 def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
     "Generate, train, evaluate, draw every figure and write `results.json` into `cfg.out_dir`; returns the results."
     cfg = cfg or reproduce_config(**overrides)
-    commit = git_commit()
+    commit = git_commit(ignore=[cfg.out_dir])  # the run writes its outputs (and papermill the notebook) there
     backbone, note = resolve_backbone(cfg.backbone, cfg.fallback_backbone)
     if note: print(f"NOTE: {note}", file=sys.stderr)
     data = prepare_data(cfg)
@@ -237,7 +238,7 @@ def write_results(results: dict, out_dir) -> Path:
     path.write_text(json.dumps(results, indent=2) + '\n')
     return path
 
-# %% ../nbs/07_reproduce.ipynb #07c020
+# %% ../nbs/07_reproduce.ipynb #07c021
 _NAMES = {'Chirp_Start_Time': 'start time', 'Chirp_Start_Freq': 'start frequency', 'Chirp_End_Freq': 'end frequency',
           'Chirp_Duration': 'duration'}
 _UNITS = {'Chirp_Start_Time': 's', 'Chirp_Start_Freq': 'Hz', 'Chirp_End_Freq': 'Hz', 'Chirp_Duration': 's'}
@@ -306,7 +307,7 @@ def update_readme(readme, table_md: str, marker: str = 'results') -> bool:
     if new != s: p.write_text(new)
     return new != s
 
-# %% ../nbs/07_reproduce.ipynb #07c023
+# %% ../nbs/07_reproduce.ipynb #07c024
 from fastcore.script import Param, call_parse, store_true
 
 @call_parse
