@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .data import DataError, ChirpDataset, make_loader, open_source, paper_split, TARGET_UNITS
-from .model import ChirpLocalizer
+from .model import CLASS_TARGETS, ChirpLocalizer
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
 # %% auto #0
@@ -24,11 +24,12 @@ __all__ = ['regression_report', 'default_model_dir', 'load_localizer', 'evaluate
 
 # %% ../nbs/05_evaluate.ipynb #05c006
 def regression_report(pred: np.ndarray, true: np.ndarray, targets) -> dict:
-    "Pearson r, MAE and RMSE per target (physical units) for predictions and truths of shape (N, k)."
+    "Pearson r, MAE and RMSE per target (physical units) for predictions and truths (N, k); accuracy for a class target."
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     err = pred - true
     r = pearson_r(pred, true)
-    return {t: dict(pearson_r=float(r[j]), mae=float(np.abs(err[:, j]).mean()), rmse=float(np.sqrt((err[:, j] ** 2).mean())))
+    return {t: dict(accuracy=float(((pred[:, j] > 0.5) == (true[:, j] > 0.5)).mean())) if t in CLASS_TARGETS else
+               dict(pearson_r=float(r[j]), mae=float(np.abs(err[:, j]).mean()), rmse=float(np.sqrt((err[:, j] ** 2).mean())))
             for j, t in enumerate(targets)}
 
 # %% ../nbs/05_evaluate.ipynb #05c009
@@ -98,6 +99,8 @@ def describe_chirp(p) -> str:
     g = lambda k: p.get(k) if hasattr(p, 'get') else getattr(p, k, None)
     t0, f0, f1, dt, kind = (g(k) for k in ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type'))
     have = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))
+    prob = g('Chirp_Type_prob')                     # a prediction's P(exponential), when the model predicts the type
+    if have(kind) and not isinstance(kind, str): kind = 'exponential' if float(kind) > 0.5 else 'linear'  # 1 / 0 labels
     if have(f0) and have(f1): trend = 'rising' if f1 - f0 > 0.5 else 'falling' if f0 - f1 > 0.5 else 'steady'
     else: trend = None
     words = ' '.join(w for w in (trend, kind if have(kind) else None, 'chirp') if w)
@@ -107,6 +110,7 @@ def describe_chirp(p) -> str:
     if have(f0) and have(f1): s += f", from {f0:.1f} Hz to {f1:.1f} Hz"
     elif have(f0): s += f", from {f0:.1f} Hz"
     elif have(f1): s += f", to {f1:.1f} Hz"
+    if have(prob) and have(kind): s += f" (type {kind} with probability {max(prob, 1 - prob):.2f})"
     return s + '.'
 
 # %% ../nbs/05_evaluate.ipynb #05c021
@@ -121,6 +125,7 @@ def format_report(report: dict) -> str:
     lines = [f"{'target':<18} {'pearson_r':>9} {'MAE':>9} {'RMSE':>9}"]
     for t, m in report['targets'].items():
         u = TARGET_UNITS.get(t, '')
+        if 'accuracy' in m: lines.append(f"{t:<18} accuracy {m['accuracy']:.4f}"); continue
         lines.append(f"{t:<18} {m['pearson_r']:>9.4f} {m['mae']:>7.3f} {u:<1} {m['rmse']:>7.3f} {u}")
     i = report['inference']
     lines.append(f"inference: {i['images']} images in {i['seconds']:.2f} s ({i['images_per_s']:.1f} images/s) on {i['device']}")
@@ -167,7 +172,10 @@ def predict_cli(
         df = pd.concat(parts, ignore_index=True)
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('predict', e)
     targets = list(m.config.targets)
-    rows = [dict(file=r['file'], **{t: float(r[t]) for t in targets}, description=describe_chirp(r)) for _, r in df.iterrows()]
+    value = lambda r, t: r[t] if t in CLASS_TARGETS else float(r[t])
+    extra = [f'{t}_prob' for t in targets if t in CLASS_TARGETS]
+    rows = [dict(file=r['file'], **{t: value(r, t) for t in targets}, **{c: float(r[c]) for c in extra},
+                 description=describe_chirp(r)) for _, r in df.iterrows()]
     if json: print(_json.dumps(rows if len(rows) > 1 else rows[0]))
     else:
         for r in rows: print(f"{r['file']}: {r['description']}")

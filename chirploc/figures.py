@@ -17,6 +17,7 @@ import seaborn as sns
 from .data import DEFAULT_TARGETS, TARGET_UNITS, open_source
 from .evaluate import describe_chirp, error_frame
 from .generate import GeneratorConfig
+from .model import CLASS_TARGETS
 
 # %% auto #0
 __all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'target_colors', 'target_label', 'run_marks', 'fig_loss',
@@ -30,14 +31,14 @@ PAPER = dict(epochs_run=15, best_epoch=11, train_loss_first=0.1237, train_loss_l
              infer_s_range=(136.9, 140.5), n_test=20_000)
 
 TARGET_NAMES = dict(Chirp_Start_Time='start time', Chirp_Start_Freq='start frequency', Chirp_End_Freq='end frequency',
-                    Chirp_Duration='duration')
+                    Chirp_Duration='duration', Chirp_Type='type (r of P(exponential))')
 PAPER_STYLE = dict(color='0.45', lw=1.2, ls=':')
 
 def target_colors(targets=DEFAULT_TARGETS) -> dict:
     "One colour per target, the same in every figure."
-    pal = sns.color_palette('colorblind', 8)
-    order = list(DEFAULT_TARGETS) + ['Chirp_Duration']
-    return {t: pal[order.index(t) if t in order else 4 + i] for i, t in enumerate(targets)}
+    pal = sns.color_palette('colorblind', 10)
+    order = list(DEFAULT_TARGETS) + ['Chirp_Duration', 'Chirp_Type']
+    return {t: pal[order.index(t) if t in order else (5 + i) % 10] for i, t in enumerate(targets)}
 
 def target_label(t: str) -> str:
     "'start time (s)' for 'Chirp_Start_Time'."
@@ -131,7 +132,7 @@ def fig_inference(history: pd.DataFrame, marks: dict | None = None, paper: bool 
 def fig_error_histograms(tables: dict, bins: int = 60, label: str = ''):
     "Fig. 7: histograms of prediction errors per target, for each split in `tables` ({'train': df, 'test': df})."
     err = error_frame(tables)
-    targets = list(dict.fromkeys(err.target))
+    targets = [t for t in dict.fromkeys(err.target) if t not in CLASS_TARGETS]  # a class has no error in units
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), squeeze=False)
     for ax, t in zip(axes[0], targets):
         e = err[err.target == t]
@@ -149,7 +150,7 @@ def fig_error_histograms(tables: dict, bins: int = 60, label: str = ''):
 # %% ../nbs/06_figures.ipynb #06c025
 def fig_scatter(table: pd.DataFrame, label: str = '', max_points: int = 5000, seed: int = 0):
     "Predicted against true per target (test split), identity line, r and MAE."
-    targets = [c[5:] for c in table.columns if c.startswith('pred_')]
+    targets = [c[5:] for c in table.columns if c.startswith('pred_') and c[5:] not in CLASS_TARGETS]
     colors = target_colors(targets)
     t = table.sample(min(len(table), max_points), random_state=seed) if len(table) > max_points else table
     fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.6), squeeze=False)

@@ -25,9 +25,9 @@ from torch import nn
 from .data import DEFAULT_TARGETS, InputFormat, LabelScaler, check_targets, prepare_input
 
 # %% auto #0
-__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'LocalizerConfig', 'BackboneUnavailable', 'hub_reachable', 'load_backbone',
-           'lora_target_modules', 'apply_lora', 'regression_head', 'conv_stem', 'add_coords', 'ChirpLocalizer',
-           'count_parameters']
+__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'LocalizerConfig', 'BackboneUnavailable', 'hub_reachable',
+           'load_backbone', 'lora_target_modules', 'apply_lora', 'regression_head', 'conv_stem', 'add_coords',
+           'ChirpLocalizer', 'count_parameters']
 
 # %% ../nbs/03_model.ipynb #03c006
 PAPER_BACKBONE = 'google/vit-base-patch16-224'
@@ -367,11 +367,14 @@ def scaler(self: ChirpLocalizer) -> LabelScaler | None:
 
 @patch
 def destandardize(self: ChirpLocalizer, z):
-    "Standardized predictions (N, k) back in physical units with the stored label statistics."
+    "Outputs (N, k) in physical units with the stored label statistics; a class target's logit becomes its probability."
     if self.scaler is None:
         raise ValueError("this model has no label statistics (config.label_stats): it cannot report physical units; "
                          "set config.label_stats = LabelScaler.to_dict() of its training labels")
-    return self.scaler.inverse(z)
+    y = self.scaler.inverse(z)
+    for j in self.class_columns:  # P(exponential) from the logit
+        y[:, j] = 1 / (1 + np.exp(-np.clip(np.asarray(z[:, j], np.float64), -50, 50)))
+    return y
 
 def _natural_key(name: str):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', name)]
@@ -421,6 +424,29 @@ def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, pro
         out.append(self(x).float().cpu())
     y = self.destandardize(torch.cat(out).numpy().astype(np.float64)) if out else np.zeros((0, self.config.n_outputs))
     df = pd.DataFrame(y, columns=list(self.config.targets))
+    for t in CLASS_TARGETS:  # the class, and its probability beside it
+        if t in df: df.insert(df.columns.get_loc(t) + 1, f'{t}_prob', df[t]); df[t] = np.where(df[t] > 0.5, 'exponential', 'linear')
     names = [n for n, _ in items]
     if any(n is not None for n in names): df.insert(0, 'file', names)
     return df
+
+# %% ../nbs/03_model.ipynb #03c042
+CLASS_TARGETS = ('Chirp_Type',)  # predicted as a logit and trained with binary cross-entropy (1 = exponential)
+
+@patch(as_prop=True)
+def class_columns(self: ChirpLocalizer) -> list:
+    "Output columns that are class logits (Chirp_Type), not standardized values."
+    return [j for j, t in enumerate(self.config.targets) if t in CLASS_TARGETS]
+
+@patch
+def loss(self: ChirpLocalizer, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "Training loss for outputs `pred` and standardized labels `y`: MSE on regression columns, + BCE on a class column."
+    cls = self.class_columns
+    if not cls: return F.mse_loss(pred, y)  # the paper's loss
+    st = self.scaler
+    std = torch.tensor([st.std[j] for j in cls], device=y.device, dtype=y.dtype)
+    mean = torch.tensor([st.mean[j] for j in cls], device=y.device, dtype=y.dtype)
+    label = (y[:, cls] * std + mean).round().clamp(0, 1)  # the standardized 0 / 1 labels, back to 0 / 1
+    bce = F.binary_cross_entropy_with_logits(pred[:, cls], label)
+    reg = [j for j in range(pred.shape[1]) if j not in cls]
+    return F.mse_loss(pred[:, reg], y[:, reg]) + bce if reg else bce

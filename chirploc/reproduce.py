@@ -24,16 +24,18 @@ from .baselines import evaluate_tracker
 from .evaluate import evaluate_localizer
 from .figures import FIGURE_FILES, PAPER, make_figures, markdown_table, run_marks
 from .generate import write_dataset
-from .model import PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, hub_reachable
+from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, hub_reachable
 from .train import pick_device, train
 
 # %% auto #0
-__all__ = ['PRESETS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config', 'resolve_backbone', 'describe_backbone', 'prepare_data',
-           'train_model', 'evaluate_model', 'run_baselines', 'check_on_figures', 'git_commit', 'versions',
-           'device_name', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'results_table',
-           'update_readme', 'reproduce_cli', 'results_cli']
+__all__ = ['FULL_TARGETS', 'PRESETS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config', 'resolve_backbone', 'describe_backbone',
+           'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'check_on_figures', 'git_commit',
+           'versions', 'device_name', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results',
+           'results_table', 'update_readme', 'reproduce_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
+FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')
+
 PRESETS = {
     'paper': dict(n_samples=100_000, data_format='png', backbone=PAPER_BACKBONE, fallback_backbone='vit-b16-scratch',
                   input_format='rgb224', pooling=None, epochs=100, batch_size=32, lr=1e-4, weight_decay=0.01,
@@ -43,6 +45,11 @@ PRESETS = {
                   input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
                   schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
                   eval_train=10_000, n_figure_check=500),
+    # the smoke recipe with duration (r, MAE) and type (accuracy) predicted beside the paper's three targets
+    'full': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid', fallback_backbone=None,
+                 input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
+                 schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
+                 eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS),
     'tiny': dict(n_samples=160, data_format='array', backbone='vit-micro', fallback_backbone=None, input_format='matrix',
                  pooling=None, epochs=2, batch_size=32, lr=1e-3, weight_decay=0.01, schedule='plateau', warmup_epochs=0.0,
                  patience=4, grad_clip=0.0, cache=False, workers=0, eval_train=None, n_figure_check=4),
@@ -72,6 +79,7 @@ class ReproConfig:
     eval_train: int | None = None       # evaluate at most this many train samples for Fig. 7 (None: all)
     n_figure_check: int = 0             # also evaluate on this many fresh ChirpLoc100K figures (another seed)
     baselines: bool = True              # run the ridge tracker (05b_baselines) on the same test split
+    targets: tuple = DEFAULT_TARGETS    # what the model predicts: the paper's three, or FULL_TARGETS (+ duration, type)
     device: str = 'auto'
     out_dir: str = 'figures/smoke'
     work_dir: str = 'runs/smoke'
@@ -115,7 +123,7 @@ def prepare_data(cfg: ReproConfig) -> Path:
 
 def train_model(cfg: ReproConfig, data, backbone: str):
     "Train (or resume training) in `{work_dir}/train`; returns (best localizer, history)."
-    return train(data, Path(cfg.work_dir) / 'train', backbone=backbone, input_format=cfg.input_format, pooling=cfg.pooling,
+    return train(data, Path(cfg.work_dir) / 'train', backbone=backbone, targets=list(cfg.targets), input_format=cfg.input_format, pooling=cfg.pooling,
                  cache=True if cfg.cache else None, resume=True, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                  weight_decay=cfg.weight_decay, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
                  early_stop_patience=cfg.patience, grad_clip=cfg.grad_clip, device=cfg.device, seed=cfg.seed,
@@ -200,7 +208,8 @@ def check_results(results: dict, out_dir=None) -> dict:
     missing = [k for k in RESULT_KEYS if k not in results]
     if missing: raise ValueError(f"results.json lacks {missing}")
     for t, m in results['targets'].items():
-        if set(m) != {'pearson_r', 'mae', 'rmse'}: raise ValueError(f"results.json: targets.{t} has {sorted(m)}")
+        if set(m) != ({'accuracy'} if t in CLASS_TARGETS else {'pearson_r', 'mae', 'rmse'}):
+            raise ValueError(f"results.json: targets.{t} has {sorted(m)}")
     if set(results['inference']) != {'images', 'seconds', 'images_per_s', 'device'}:
         raise ValueError(f"results.json: inference has {sorted(results['inference'])}")
     if out_dir is not None:
@@ -240,7 +249,7 @@ def write_results(results: dict, out_dir) -> Path:
 
 # %% ../nbs/07_reproduce.ipynb #07c021
 _NAMES = {'Chirp_Start_Time': 'start time', 'Chirp_Start_Freq': 'start frequency', 'Chirp_End_Freq': 'end frequency',
-          'Chirp_Duration': 'duration'}
+          'Chirp_Duration': 'duration', 'Chirp_Type': 'type'}
 _UNITS = {'Chirp_Start_Time': 's', 'Chirp_Start_Freq': 'Hz', 'Chirp_End_Freq': 'Hz', 'Chirp_Duration': 's'}
 
 def _paper_column() -> dict:
@@ -268,7 +277,8 @@ def _run_column(r: dict) -> dict:
         c[f'r {_NAMES[t]}'] = f"{m['pearson_r']:.3f}" if m else ''
         c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}" if m else ''
     for t, m in r['targets'].items():  # targets beyond the paper's
-        if t not in DEFAULT_TARGETS:
+        if 'accuracy' in m: c[f'accuracy {_NAMES.get(t, t)}'] = f"{m['accuracy']:.3f}"
+        elif t not in DEFAULT_TARGETS:
             c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
             if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
     c['inference'] = f"{inf['seconds']:.1f} s per {inf['images']:,} ({inf['images_per_s']:.0f} img/s)"
@@ -280,6 +290,7 @@ def _run_column(r: dict) -> dict:
 def _baseline_column(b: dict) -> dict:
     c = {'backbone': 'none (no learning)', 'training time': 'none'}
     for t, m in b['targets'].items():
+        if 'accuracy' in m: c[f'accuracy {_NAMES.get(t, t)}'] = f"{m['accuracy']:.3f}"; continue
         c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
         if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
     inf = b['inference']
@@ -312,7 +323,7 @@ from fastcore.script import Param, call_parse, store_true
 
 @call_parse
 def reproduce_cli(
-    preset: Param("smoke (CPU, about 10 min), paper (GPU) or tiny (seconds, a pipeline check)", str) = 'smoke',
+    preset: Param("smoke (CPU, about 10 min), full (smoke + duration and type), paper (GPU) or tiny (seconds)", str) = 'smoke',
     n_samples: Param("dataset size (default: the preset's)", int) = None,
     seed: Param("dataset and training seed", int) = 0,
     backbone: Param("hub id, local ViT folder or from-scratch configuration (default: the preset's)", str) = None,

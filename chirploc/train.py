@@ -113,7 +113,7 @@ def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None) -> dict:
     preds = torch.cat(preds).cpu()
     _sync(device); seconds = time.perf_counter() - t0
     labels = torch.cat(labels).float()
-    loss = F.mse_loss(preds, labels).item()
+    loss = model.loss(preds, labels).item()
     return dict(loss=loss, pred=model.destandardize(preds.numpy()), true=model.destandardize(labels.numpy()),
                 seconds=seconds, n=len(labels))
 
@@ -259,7 +259,7 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
         for x, y in tqdm(loader, desc=f'epoch {epoch}/{cfg.epochs}', disable=not cfg.progress, leave=False):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
             with ctx: pred = model(x)
-            loss = F.mse_loss(pred.float(), y)
+            loss = model.loss(pred.float(), y)  # MSE (the paper); + BCE for a class target
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip:
