@@ -83,3 +83,28 @@ def test_report_and_description():
     assert all(abs(m['pearson_r'] - 1) < 1e-12 and m['mae'] == 0 for m in rep.values())
     s = describe_chirp(sample_chirps(1, seed=0).iloc[0])
     assert s.startswith('Falling linear chirp') and 'lasting' in s
+
+
+def test_full_localizer_type_and_duration(tmp_path):
+    "A localizer predicting duration and type: BCE-trained type logit, accuracy in the report, P(exponential) in predict."
+    from chirploc.train import train
+    from chirploc.evaluate import evaluate_localizer
+    targets = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
+    model, history = train(synthetic=64, out_dir=tmp_path / 'run', backbone='vit-micro', targets=targets, epochs=1,
+                           batch_size=16, progress=False)
+    assert np.isfinite(history.test_loss).all() and 'r_Chirp_Type' in history
+    folder = write_dataset(tmp_path / 'arr', 20, seed=3, format='array', progress=False)
+    report, table = evaluate_localizer(tmp_path / 'run', folder)
+    assert set(report['targets']['Chirp_Type']) == {'accuracy'} and 0 <= report['targets']['Chirp_Type']['accuracy'] <= 1
+    assert set(report['targets']['Chirp_Duration']) == {'pearson_r', 'mae', 'rmse'}
+    assert table.pred_Chirp_Type.between(0, 1).all()  # a probability, not a de-standardized logit
+    pred = model.predict(np.stack([np.load(folder / 'spectrograms_00000.npy')[i] for i in range(3)]))
+    assert list(pred.columns) == targets[:4] + ['Chirp_Type', 'Chirp_Type_prob']
+    assert set(pred.Chirp_Type) <= {'linear', 'exponential'} and pred.Chirp_Type_prob.between(0, 1).all()
+    np.save(tmp_path / 'one.npy', np.load(folder / 'spectrograms_00000.npy')[0])
+    p = subprocess.run([sys.executable, '-m', 'chirploc.cli', 'predict', str(tmp_path / 'one.npy'), '--model', str(tmp_path / 'run'),
+                        '--json'], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    row = json.loads(p.stdout)
+    assert row['Chirp_Type'] in ('linear', 'exponential') and 0 <= row['Chirp_Type_prob'] <= 1
+    assert 'with probability' in row['description'] and 'lasting' in row['description']
