@@ -271,7 +271,8 @@ def _run_column(r: dict) -> dict:
          + ('figures' if r.get('config', {}).get('data_format') == 'png' else 'matrices'),
          'device': r.get('device_name') or r['device'], 'epochs run (best)': f"{r['epochs_run']} ({r['best_epoch']})",
          'training time': f"{r['train_seconds'] / 60:.1f} min",
-         'test loss (standardized)': f"{r['best_test_loss']:.4f} (best)" if 'best_test_loss' in r else ''}
+         'test loss (standardized)': (f"{r['best_test_loss']:.4f} (best" + ('; MSE + the type BCE)' if any('accuracy' in m for m in
+                                      r['targets'].values()) else ')')) if 'best_test_loss' in r else ''}
     for t in DEFAULT_TARGETS:
         m = r['targets'].get(t)
         c[f'r {_NAMES[t]}'] = f"{m['pearson_r']:.3f}" if m else ''
