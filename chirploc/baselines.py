@@ -18,7 +18,7 @@ from .generate import GeneratorConfig
 # %% auto #0
 __all__ = ['TRACKER_TARGETS', 'RidgeTracker', 'evaluate_tracker']
 
-# %% ../nbs/05b_baselines.ipynb #05bc006
+# %% ../nbs/05b_baselines.ipynb #05bc007
 @dataclass
 class RidgeTracker:
     "A classical chirp localizer: per-column peak, robust noise threshold, longest smooth run."
@@ -57,7 +57,7 @@ class RidgeTracker:
 
 TRACKER_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration')
 
-# %% ../nbs/05b_baselines.ipynb #05bc011
+# %% ../nbs/05b_baselines.ipynb #05bc012
 def evaluate_tracker(data, split: str = 'test', tracker: RidgeTracker | None = None, targets=TRACKER_TARGETS,
                      limit: int | None = None) -> tuple[dict, pd.DataFrame]:
     "(report, prediction table) of the ridge tracker on a dataset folder's `split` (all | test | train)."

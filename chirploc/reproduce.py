@@ -303,7 +303,8 @@ def results_table(results) -> pd.DataFrame:
     runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
     cols = {'paper (reported)': _paper_column()}
     for r in runs:
-        cols[f"{r['preset']} (seed {r['seed']}, {r.get('git_commit') and r['git_commit'][:7]})"] = _run_column(r)
+        name = r.get('backbone_requested') or r['backbone'].split(' (')[0]
+        cols[f"{r['preset']}: {name} (seed {r['seed']}, {r.get('git_commit') and r['git_commit'][:7]})"] = _run_column(r)
         for name, b in (r.get('baselines') or {}).items():
             cols[f"{name.replace('_', ' ')} ({r['preset']} test split)"] = _baseline_column(b)
     df = pd.DataFrame(cols).fillna('')
