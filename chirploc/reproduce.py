@@ -302,10 +302,14 @@ def results_table(results) -> pd.DataFrame:
     "The paper's column beside one column per run (dicts or results.json paths)."
     runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
     cols = {'paper (reported)': _paper_column()}
+    seen = set()
     for r in runs:
         name = r.get('backbone_requested') or r['backbone'].split(' (')[0]
         cols[f"{r['preset']}: {name} (seed {r['seed']}, {r.get('git_commit') and r['git_commit'][:7]})"] = _run_column(r)
         for name, b in (r.get('baselines') or {}).items():
+            key = (name, json.dumps(b['targets'], sort_keys=True))
+            if key in seen: continue  # the same baseline with the same results (the same test split): shown once
+            seen.add(key)
             cols[f"{name.replace('_', ' ')} ({r['preset']} test split)"] = _baseline_column(b)
     df = pd.DataFrame(cols).fillna('')
     df.index.name = ''
