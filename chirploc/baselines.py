@@ -11,8 +11,8 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import pandas as pd
 
-from .data import DEFAULT_TARGETS, open_source, paper_split
-from .evaluate import prediction_table, regression_report
+from .data import DEFAULT_TARGETS, open_source
+from .evaluate import prediction_table, regression_report, split_indices
 from .generate import GeneratorConfig
 
 # %% auto #0
@@ -27,10 +27,16 @@ class RidgeTracker:
     max_jump: int = 20      # a peak moving more than this many frequency bins from the last on-column ends the run
     cfg: GeneratorConfig | None = None
 
+    @staticmethod
+    def columns(S: np.ndarray) -> tuple:
+        "Per-column peak row and value of (F, T) `S`, and the column maxima's median and robust std (1.4826 MAD)."
+        peak, value = S.argmax(0), S.max(0)
+        med = np.median(value)
+        return peak, value, med, np.median(np.abs(value - med)) * 1.4826 + 1e-12
+
     def track(self, S: np.ndarray) -> tuple[int, int, np.ndarray]:
         "(first column, last column, peak row per column) of the longest ridge in one (F, T) matrix."
-        peak, value = S.argmax(0), S.max(0)
-        med = np.median(value); mad = np.median(np.abs(value - med)) * 1.4826 + 1e-12
+        peak, value, med, mad = self.columns(S)
         on = value > med + self.k * mad
         runs, cur = [], None
         for t in np.flatnonzero(on):
@@ -63,9 +69,7 @@ def evaluate_tracker(data, split: str = 'test', tracker: RidgeTracker | None = N
     "(report, prediction table) of the ridge tracker on a dataset folder's `split` (all | test | train)."
     tracker = tracker or RidgeTracker()
     src = open_source(data)
-    if split not in ('all', 'test', 'train'): raise ValueError(f"split must be all, test or train, not {split!r}")
-    idx = np.arange(len(src)) if split == 'all' else paper_split(len(src))[split == 'test']
-    if limit is not None: idx = idx[:limit]
+    idx = split_indices(len(src), split, limit)
     cols = [TRACKER_TARGETS.index(t) for t in targets]
     t0 = time.perf_counter()
     pred = np.stack([tracker(src.matrix(int(i))) for i in idx])[:, cols]

@@ -19,8 +19,8 @@ from .model import CLASS_TARGETS, ChirpLocalizer
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
 # %% auto #0
-__all__ = ['regression_report', 'default_model_dir', 'load_localizer', 'evaluate_localizer', 'prediction_table', 'error_frame',
-           'describe_chirp', 'format_report', 'evaluate_cli', 'predict_cli']
+__all__ = ['regression_report', 'default_model_dir', 'load_localizer', 'split_indices', 'evaluate_localizer', 'prediction_table',
+           'error_frame', 'describe_chirp', 'format_report', 'evaluate_cli', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c006
 def regression_report(pred: np.ndarray, true: np.ndarray, targets) -> dict:
@@ -48,14 +48,18 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
     return ChirpLocalizer.from_pretrained(folder, device=pick_device(device))
 
 # %% ../nbs/05_evaluate.ipynb #05c011
+def split_indices(n: int, split: str = 'all', limit: int | None = None) -> np.ndarray:
+    "Sample indices of `split` (all | test | train, the paper's split) of an n-sample dataset; the first `limit` of them."
+    if split not in ('all', 'test', 'train'): raise ValueError(f"split must be all, test or train, not {split!r}")
+    idx = np.arange(n) if split == 'all' else paper_split(n)[split == 'test']
+    return idx if limit is None else idx[:limit]  # the split is already shuffled: its first samples are a fair sample
+
 def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, workers: int | None = 0,
                        device='auto', progress: bool = False, limit: int | None = None):
     "(report, predictions) of localizer `model` on dataset `data` (a folder or a ChirpSource); `split`: all | test | train."
     model = load_localizer(model, device)
     src = open_source(data)
-    if split not in ('all', 'test', 'train'): raise ValueError(f"split must be all, test or train, not {split!r}")
-    idx = np.arange(len(src)) if split == 'all' else paper_split(len(src))[split == 'test']
-    if limit is not None: idx = idx[:limit]  # the split's first `limit` samples (the split is already shuffled)
+    idx = split_indices(len(src), split, limit)
     targets = list(model.config.targets)
     missing = [t for t in targets if t not in src.labels.columns]
     if missing: raise DataError(f"{getattr(src, 'path', src)}: labels lack {missing}, which the model predicts")

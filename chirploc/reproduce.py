@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 
 import chirploc
-from .data import DEFAULT_TARGETS, open_source
+from .data import DEFAULT_TARGETS, TARGET_UNITS, open_source
 from .baselines import evaluate_tracker
 from .evaluate import evaluate_localizer
-from .figures import FIGURE_FILES, PAPER, make_figures, markdown_table, run_marks
+from .figures import FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
 from .generate import write_dataset
 from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, hub_reachable
 from .train import pick_device, train
@@ -30,8 +30,8 @@ from .train import pick_device, train
 # %% auto #0
 __all__ = ['FULL_TARGETS', 'PRESETS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config', 'resolve_backbone', 'describe_backbone',
            'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'check_on_figures', 'git_commit',
-           'versions', 'device_name', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results',
-           'results_table', 'update_readme', 'reproduce_cli', 'results_cli']
+           'versions', 'device_name', 'read_run', 'build_results', 'check_results', 'run_label', 'reproduce',
+           'write_results', 'results_table', 'update_readme', 'reproduce_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')
@@ -186,10 +186,14 @@ def device_name(device) -> str:
     if d.type == 'cuda': return torch.cuda.get_device_name(d)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
+def read_run(cfg: ReproConfig) -> dict:
+    "What training recorded about its data (`{work_dir}/train/data.json`: folders, n_train, n_test)."
+    return json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
+
 def build_results(cfg: ReproConfig, backbone: str, note: str | None, model, history: pd.DataFrame, report: dict,
                   commit: str | None, figure_check: dict | None = None, files=(), baselines: dict | None = None) -> dict:
     "The run's `results.json` content."
-    run = json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
+    run = read_run(cfg)
     marks = run_marks(history, cfg.patience, cfg.epochs)
     best = history.loc[history.test_loss.idxmin()]
     dev = report['inference']['device']
@@ -232,7 +236,7 @@ def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
     report, tables = evaluate_model(cfg, model, data)
     base_reports, base_tables = run_baselines(cfg, data)
     fig_check = check_on_figures(cfg, model)
-    run = json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
+    run = read_run(cfg)
     label = run_label(cfg, describe_backbone(backbone, model), run['n_train'], run['n_test'], report['inference']['device'])
     files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
                          n_test=run['n_test'], seed=cfg.seed, baselines=base_tables)
@@ -248,9 +252,8 @@ def write_results(results: dict, out_dir) -> Path:
     return path
 
 # %% ../nbs/07_reproduce.ipynb #07c021
-_NAMES = {'Chirp_Start_Time': 'start time', 'Chirp_Start_Freq': 'start frequency', 'Chirp_End_Freq': 'end frequency',
-          'Chirp_Duration': 'duration', 'Chirp_Type': 'type'}
-_UNITS = {'Chirp_Start_Time': 's', 'Chirp_Start_Freq': 'Hz', 'Chirp_End_Freq': 'Hz', 'Chirp_Duration': 's'}
+_NAMES = {**TARGET_NAMES, 'Chirp_Type': 'type'}  # the figures' names; the table says 'accuracy type'
+_UNITS = {t: u for t, u in TARGET_UNITS.items() if t not in CLASS_TARGETS}
 
 def _paper_column() -> dict:
     lo, hi = PAPER['infer_s_range']

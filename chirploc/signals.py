@@ -12,6 +12,7 @@ from scipy import signal as sps
 from scipy.ndimage import gaussian_filter
 
 from .baselines import RidgeTracker
+from .data import TARGET_UNITS
 from .generate import GeneratorConfig, sample_chirps
 
 # %% auto #0
@@ -88,8 +89,8 @@ def localize_signal(x: np.ndarray, fs: float, localizer=None, window: float = 60
     tracker = RidgeTracker(cfg=cfg)
     rows = []
     for s, S in zip(starts, mats):
-        a, b, peak = tracker.track(S)
-        col = S.max(0); med = np.median(col); mad = np.median(np.abs(col - med)) * 1.4826 + 1e-12
+        a, b, _ = tracker.track(S)
+        _, col, med, mad = tracker.columns(S)
         rows.append(dict(window_start=s / fs, strength=float((col[a:b + 1].max() - med) / mad)))
     if localizer is None:
         est = pd.DataFrame(tracker(mats), columns=['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration'])
@@ -124,13 +125,12 @@ def snr_sweep(snrs=(-25, -20, -15, -10, -5, 0), n: int = 100, seed: int = 0, loc
 def fig_error_vs_snr(sweep: pd.DataFrame, label: str = ''):
     "Median absolute error against SNR, one panel per target, one line per method."
     targets = list(dict.fromkeys(sweep.target))
-    units = {'Chirp_Start_Time': 's', 'Chirp_Start_Freq': 'Hz', 'Chirp_End_Freq': 'Hz'}
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.3), squeeze=False)
     for ax, t in zip(axes[0], targets):
         for m, g in sweep[sweep.target == t].groupby('method'):
             med = g.groupby('snr_db').abs_error.median()
             ax.plot(med.index, med.values, 'o-' if m == 'model' else 's--', label=m)
-        ax.set(xlabel='SNR (dB, chirp vs. 1/f noise)', ylabel=f'median |error| ({units.get(t, "")})', title=t, yscale='log')
+        ax.set(xlabel='SNR (dB, chirp vs. 1/f noise)', ylabel=f'median |error| ({TARGET_UNITS.get(t, "")})', title=t, yscale='log')
         ax.legend(fontsize=8)
     fig.suptitle('Localization error against SNR on signal-derived spectrograms' + (f' — {label}' if label else ''), fontsize=10)
     fig.tight_layout()
