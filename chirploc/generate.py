@@ -19,16 +19,17 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 # %% auto #0
-__all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'GeneratorConfig', 'empty_spectrograms', 'sample_rng',
-           'labels_frame', 'sample_chirps', 'validate_chirps', 'chirp_bins', 'chirp_ridges', 'add_noise_and_smooth',
-           'draw_noise', 'generate_batch', 'png_bytes', 'FigureRenderer', 'labels_csv_lines', 'DatasetMismatch',
-           'read_meta', 'write_dataset', 'generate_cli']
+__all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'GeneratorConfig', 'empty_spectrograms',
+           'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps', 'chirp_bins',
+           'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'generate_batch', 'png_bytes', 'FigureRenderer',
+           'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
 CHIRP_TYPES = ('linear', 'exponential')
 META_FILE = 'chirploc.json'
 LABELS_FILE = 'labels.csv'
+PRESENCE = 'Chirp_Present'  # the extra label column of a dataset with chirp-free samples (1 = a chirp, 0 = noise only)
 
 @dataclass
 class GeneratorConfig:
@@ -43,8 +44,14 @@ class GeneratorConfig:
     noise_low: float = 0.09           # noise level eta ~ U(noise_low, noise_high)
     noise_high: float = 0.3
     smooth_sigma: float = 1.0         # sigma of the final Gaussian filter, in bins
+    p_empty: float = 0.0              # share of chirp-free (noise only) samples, for detection; 0 = the paper's data
 
-    def to_dict(self): return asdict(self)
+    def __post_init__(self):
+        if not 0 <= self.p_empty < 1: raise ValueError(f"p_empty = {self.p_empty!r} must be in [0, 1)")
+    def to_dict(self):  # p_empty = 0 is left out, so the paper's datasets keep the settings they were written with
+        d = asdict(self)
+        if not d['p_empty']: del d['p_empty']
+        return d
     @classmethod
     def from_dict(cls, d):
         unknown = set(d) - {f.name for f in fields(cls)}
@@ -85,23 +92,35 @@ def labels_frame(t0, dt, f0, f1, kind) -> pd.DataFrame:
                          'Chirp_Type': np.asarray(CHIRP_TYPES, dtype=object)[np.asarray(kind, int)]})
 
 def _draw_samples(indices, seed: int, cfg: GeneratorConfig, noise: bool):
-    "Each sample's stream, started once: (B, 6) rows of (t0, dt, f0, f1, type, eta), and the (B, F, T) normals if `noise`."
+    "Each sample's stream, started once: (B, 7) rows of (t0, dt, f0, f1, type, eta, present), and the (B, F, T) normals if `noise`."
     idx = _as_indices(indices)
-    draws = np.empty((len(idx), 6))
+    draws = np.ones((len(idx), 7))
     normals = np.empty((len(idx), cfg.num_freq_bins, cfg.num_time_bins)) if noise else None
     for j, i in enumerate(idx):
         rng = sample_rng(seed, i)
-        draws[j] = _draw_chirp(rng, cfg)
+        draws[j, :6] = _draw_chirp(rng, cfg)
+        if cfg.p_empty: draws[j, 6] = rng.random() >= cfg.p_empty  # only then: the paper's streams stay as they are
         if noise: normals[j] = rng.standard_normal((cfg.num_freq_bins, cfg.num_time_bins))
     return draws, normals
 
-def _labels_of(draws: np.ndarray) -> pd.DataFrame:
+def label_columns(cfg: GeneratorConfig | None = None) -> list:
+    "The labels.csv header: the five ChirpLoc100K columns, and Chirp_Present when the dataset has chirp-free samples."
+    return LABEL_COLUMNS + [PRESENCE] if (cfg or GeneratorConfig()).p_empty else list(LABEL_COLUMNS)
+
+def _labels_of(draws: np.ndarray, cfg: GeneratorConfig) -> pd.DataFrame:
     t0, dt, f0, f1, kind = draws[:, :5].T
-    return labels_frame(t0, dt, f0, f1, kind.astype(int))
+    lab = labels_frame(t0, dt, f0, f1, kind.astype(int))
+    if cfg.p_empty:  # a chirp-free sample has no chirp parameters: NaN, and an empty type
+        absent = draws[:, 6] == 0
+        lab.loc[absent, LABEL_COLUMNS[:4]] = np.nan
+        lab.loc[absent, 'Chirp_Type'] = ''
+        lab[PRESENCE] = draws[:, 6].astype(int)
+    return lab
 
 def sample_chirps(indices, seed: int = 0, cfg: GeneratorConfig | None = None) -> pd.DataFrame:
     "Step 2: the chirp parameters of samples `indices` (0-based; an int n means 0..n-1) of the dataset with `seed`."
-    return _labels_of(_draw_samples(indices, seed, cfg or GeneratorConfig(), noise=False)[0])
+    cfg = cfg or GeneratorConfig()
+    return _labels_of(_draw_samples(indices, seed, cfg, noise=False)[0], cfg)
 
 # %% ../nbs/01_generate.ipynb #01c016
 def validate_chirps(params: pd.DataFrame, cfg: GeneratorConfig | None = None) -> pd.DataFrame:
@@ -110,7 +129,10 @@ def validate_chirps(params: pd.DataFrame, cfg: GeneratorConfig | None = None) ->
     missing = [c for c in LABEL_COLUMNS if c not in params.columns]
     if missing: raise ValueError(f"chirp parameters lack column(s) {missing}; expected {LABEL_COLUMNS}")
     bin_width = cfg.duration / cfg.num_time_bins
-    for row, r in enumerate(params[LABEL_COLUMNS].itertuples(index=False)):
+    present = params[PRESENCE].to_numpy() if PRESENCE in params.columns else np.ones(len(params))
+    for row, (r, p) in enumerate(zip(params[LABEL_COLUMNS].itertuples(index=False), present)):
+        if p not in (0, 1): raise ValueError(f"sample {row}: {PRESENCE} = {p!r} must be 0 or 1")
+        if p == 0: continue  # chirp-free: nothing to check
         t0, f0, f1, dt, kind = r
         where = f"sample {row}"
         for name, v in zip(LABEL_COLUMNS[:4], (t0, f0, f1, dt)):
@@ -148,6 +170,10 @@ def chirp_ridges(params: pd.DataFrame, cfg: GeneratorConfig | None = None, valid
     cfg = cfg or GeneratorConfig()
     if validate: validate_chirps(params, cfg)
     B, F, T = len(params), cfg.num_freq_bins, cfg.num_time_bins
+    if PRESENCE in params.columns and not params[PRESENCE].astype(bool).all():  # chirp-free samples: noise only
+        S, present = empty_spectrograms(B, cfg), params[PRESENCE].to_numpy().astype(bool)
+        S[present] = chirp_ridges(params[present].drop(columns=PRESENCE), cfg, validate=False)
+        return S
     S = empty_spectrograms(B, cfg)
     if B == 0: return S
     a, b, fs, fe = (v[:, None] for v in chirp_bins(params, cfg))
@@ -185,7 +211,7 @@ def generate_batch(indices, seed: int = 0, cfg: GeneratorConfig | None = None, d
     "Spectrograms (B, F, T) and labels of samples `indices` (0-based; an int n means 0..n-1) of the dataset with `seed`."
     cfg = cfg or GeneratorConfig()
     draws, noise = _draw_samples(indices, seed, cfg, noise=True)  # one pass over each sample's stream
-    params = _labels_of(draws)
+    params = _labels_of(draws, cfg)
     S = add_noise_and_smooth(chirp_ridges(params, cfg, validate=False), draws[:, 5], noise, cfg.smooth_sigma)
     return S.astype(dtype, copy=False), params
 
@@ -253,10 +279,13 @@ class FigureRenderer:
         return path
 
 # %% ../nbs/01_generate.ipynb #01c037
-def _fmt(x) -> str: return repr(float(x))
+def _fmt(x) -> str: return '' if x != x else repr(float(x))  # NaN (a chirp-free sample): an empty field
 
 def labels_csv_lines(labels: pd.DataFrame) -> str:
-    "Rows of `labels.csv` as the reference writes them (Python's shortest round-trip float repr)."
+    "Rows of `labels.csv` as the reference writes them (Python's shortest round-trip float repr); + Chirp_Present if there."
+    if PRESENCE in labels.columns:
+        return ''.join(f"{_fmt(r[0])},{_fmt(r[1])},{_fmt(r[2])},{_fmt(r[3])},{r[4]},{int(r[5])}\n"
+                       for r in labels[LABEL_COLUMNS + [PRESENCE]].itertuples(index=False))
     return ''.join(f"{_fmt(r[0])},{_fmt(r[1])},{_fmt(r[2])},{_fmt(r[3])},{r[4]}\n"
                    for r in labels[LABEL_COLUMNS].itertuples(index=False))
 
@@ -273,8 +302,8 @@ def _work_png(args):
     cfg = GeneratorConfig.from_dict(cfgd)
     r = _renderer(cfg)
     S, lab = generate_batch(range(start, stop), seed, cfg, dtype=np.float64)
-    for j, (s, kind) in enumerate(zip(S, lab.Chirp_Type)):
-        r.save(s, start + j + 1, kind, Path(out) / f"spectrogram_{start + j + 1}.png")
+    for j, (s, kind) in enumerate(zip(S, lab.Chirp_Type)):  # a chirp-free sample is titled '(no chirp)'
+        r.save(s, start + j + 1, kind or 'no', Path(out) / f"spectrogram_{start + j + 1}.png")
     return start, stop, labels_csv_lines(lab)
 
 def _work_array(args):
@@ -330,7 +359,7 @@ def _rows_done(out: Path, seed: int, cfg: GeneratorConfig, step: int) -> int:
     if not path.exists(): return 0
     lines = path.read_text().split('\n')
     header, rows = lines[0], [l for l in lines[1:-1]]  # the last element is '' after a complete final row, else torn
-    if header != ','.join(LABEL_COLUMNS): raise DatasetMismatch(f"{path}: unexpected header {header!r}")
+    if header != ','.join(label_columns(cfg)): raise DatasetMismatch(f"{path}: unexpected header {header!r}")
     done = len(rows) - len(rows) % step
     expected = labels_csv_lines(sample_chirps(range(done), seed, cfg)).split('\n')[:-1] if done else []
     if rows[:done] != expected:
@@ -361,7 +390,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     step = shard_size if format == 'array' else (chunk or 50)
     meta = dict(format=format, seed=int(seed), n=n, config=cfg.to_dict(), complete=False,
                 shard_size=shard_size if format == 'array' else None, dtype='float32' if format == 'array' else None,
-                shape=[cfg.num_freq_bins, cfg.num_time_bins], generator='chirploc', label_columns=LABEL_COLUMNS)
+                shape=[cfg.num_freq_bins, cfg.num_time_bins], generator='chirploc', label_columns=label_columns(cfg))
     out.mkdir(parents=True, exist_ok=True)
     old = _check_existing(out, meta, n)
     if (old and old.get('complete') and old.get('n') == n and _rows_done(out, seed, cfg, 1) == n
@@ -375,7 +404,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
             done = min(done, old['n'] - old['n'] % shard_size)  # the old last shard was short: rewrite it
     _atomic_write_text(out / META_FILE, json.dumps(meta, indent=1))
     labels_path = out / LABELS_FILE
-    head = ','.join(LABEL_COLUMNS) + '\n'
+    head = ','.join(label_columns(cfg)) + '\n'
     _atomic_write_text(labels_path, head + labels_csv_lines(sample_chirps(range(done), seed, cfg)))  # drop torn rows
     jobs = [(str(out), s, min(s + step, n), int(seed), cfg.to_dict()) + ((s // shard_size,) if format == 'array' else ())
             for s in range(done, n, step)]
@@ -398,7 +427,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     _atomic_write_text(out / META_FILE, json.dumps(meta, indent=1))
     return out
 
-# %% ../nbs/01_generate.ipynb #01c047
+# %% ../nbs/01_generate.ipynb #01c051
 from fastcore.script import call_parse, Param, store_true
 
 @call_parse
@@ -409,11 +438,13 @@ def generate_cli(
     out: Param("output folder (created; rerun the same command to resume)", str) = 'data/chirps',
     workers: Param("worker processes (default: all cores)", int) = None,
     shard_size: Param("samples per shard (array format)", int) = 1000,
+    p_empty: Param("share of chirp-free (noise only) samples, for detection; adds a Chirp_Present column", float) = 0.0,
     quiet: Param("no progress bar", store_true) = False,
 ):
     "Generate a synthetic chirp spectrogram dataset (paper Appendix A1)."
     try:
-        path = write_dataset(out, n, seed=seed, format=format, workers=workers, shard_size=shard_size, progress=not quiet)
+        path = write_dataset(out, n, seed=seed, format=format, cfg=GeneratorConfig(p_empty=p_empty), workers=workers,
+                             shard_size=shard_size, progress=not quiet)
     except ValueError as e:
         raise SystemExit(f"chirploc generate: {e}")
-    print(f"wrote {n} samples ({format}, seed {seed}) to {path}")
+    print(f"wrote {n} samples ({format}, seed {seed}{f', {p_empty:.0%} chirp-free' if p_empty else ''}) to {path}")
