@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .generate import (CHIRP_TYPES, LABEL_COLUMNS, LABELS_FILE, META_FILE, FigureRenderer, GeneratorConfig,
+from .generate import (CHIRP_TYPES, LABEL_COLUMNS, LABELS_FILE, META_FILE, PRESENCE, FigureRenderer, GeneratorConfig,
                                generate_batch, read_meta, sample_chirps)
 
 # %% auto #0
@@ -54,7 +54,7 @@ def _lines(rows) -> str:
     return ', '.join(str(r + 2) for r in rows[:5]) + (f", ... ({len(rows)} in all)" if len(rows) > 5 else '')
 
 def read_labels(path) -> pd.DataFrame:
-    "The validated labels of a dataset folder (or a labels.csv path): the 5 ChirpLoc columns, numbers as floats."
+    "The validated labels of a dataset folder (or a labels.csv path): the 5 ChirpLoc columns, numbers as floats (+ Chirp_Present)."
     csv = _labels_path(path)
     try: df = pd.read_csv(csv, dtype={'Chirp_Type': str}, skipinitialspace=True)
     except pd.errors.EmptyDataError: raise DataError(f"{csv}: the file is empty (not even a header)") from None
@@ -65,42 +65,58 @@ def read_labels(path) -> pd.DataFrame:
                         f"the header must be {','.join(LABEL_COLUMNS)}")
     if len(df) == 0: raise DataError(f"{csv}: has a header but no rows")
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    present = np.ones(len(df), bool)
+    if PRESENCE in df.columns:  # a dataset with chirp-free rows (detection): their chirp columns are empty
+        p = pd.to_numeric(df[PRESENCE], errors='coerce').to_numpy(float)
+        bad = np.flatnonzero(~np.isin(p, (0, 1)))
+        if len(bad):
+            raise DataError(f"{csv}: {PRESENCE} must be 1 (a chirp) or 0 (noise only), not {df[PRESENCE].iloc[bad[0]]!r} "
+                            f"(line(s) {_lines(bad)})")
+        present = p == 1
     for c in LABEL_COLUMNS[:4]:
-        v = pd.to_numeric(df[c], errors='coerce').to_numpy(float)
-        bad = np.flatnonzero(~np.isfinite(v))
+        v = pd.to_numeric(df[c], errors='coerce').to_numpy(float, copy=True)
+        bad = np.flatnonzero(~np.isfinite(v) & present)
+        v[~present] = np.nan
         if len(bad):
             raise DataError(f"{csv}: {c} is not a finite number on line(s) {_lines(bad)} "
                             f"(e.g. {df[c].iloc[bad[0]]!r}); fix or regenerate those rows")
         out[c] = v
-    kind = df['Chirp_Type'].fillna('').str.strip()
-    bad = np.flatnonzero(~kind.isin(CHIRP_TYPES).to_numpy())
+    kind = df['Chirp_Type'].fillna('').str.strip().where(present, '')
+    bad = np.flatnonzero(~kind.isin(CHIRP_TYPES).to_numpy() & present)
     if len(bad):
         raise DataError(f"{csv}: Chirp_Type must be one of {CHIRP_TYPES}, not {df['Chirp_Type'].iloc[bad[0]]!r} "
                         f"(line(s) {_lines(bad)})")
     out['Chirp_Type'] = kind.to_numpy(object)
+    if PRESENCE in df.columns: out[PRESENCE] = present.astype(int)
     return out
 
-# %% ../nbs/02_data.ipynb #02c014
+# %% ../nbs/02_data.ipynb #02c016
 DEFAULT_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq')
 TARGET_UNITS = {'Chirp_Start_Time': 's', 'Chirp_Start_Freq': 'Hz', 'Chirp_End_Freq': 'Hz', 'Chirp_Duration': 's',
-                'Chirp_Type': '0 = linear, 1 = exponential'}
+                'Chirp_Type': '0 = linear, 1 = exponential', PRESENCE: '1 = a chirp, 0 = noise only'}
 
 def check_targets(targets=DEFAULT_TARGETS) -> tuple:
     "`targets` as a tuple of label column names (a single name is allowed); ValueError for unknown names."
     targets = (targets,) if isinstance(targets, str) else tuple(targets)
-    unknown = [t for t in targets if t not in LABEL_COLUMNS]
-    if unknown: raise ValueError(f"unknown target(s) {unknown}; choose from {LABEL_COLUMNS}")
+    unknown = [t for t in targets if t not in LABEL_COLUMNS + [PRESENCE]]
+    if unknown: raise ValueError(f"unknown target(s) {unknown}; choose from {LABEL_COLUMNS + [PRESENCE]}")
     if not targets: raise ValueError("no targets given")
     if len(set(targets)) != len(targets): raise ValueError(f"repeated target in {targets}")
     return targets
 
+def _target_column(labels: pd.DataFrame, t: str) -> np.ndarray:
+    if t == 'Chirp_Type':  # 0 / 1, NaN for a chirp-free sample
+        return np.where(labels[t] == '', np.nan, (labels[t] == 'exponential').to_numpy(float))
+    if t == PRESENCE:  # the paper's data (no such column, or NaN after joining with such data): always a chirp
+        return labels[t].fillna(1).to_numpy(float) if t in labels.columns else np.ones(len(labels))
+    return labels[t].to_numpy(float)
+
 def target_array(labels: pd.DataFrame, targets=DEFAULT_TARGETS) -> np.ndarray:
-    "The (N, len(targets)) float64 array of `targets` from a labels table; Chirp_Type becomes 0 / 1."
-    cols = [(labels[t] == 'exponential').to_numpy(float) if t == 'Chirp_Type' else labels[t].to_numpy(float)
-            for t in check_targets(targets)]
+    "The (N, len(targets)) float64 array of `targets` from a labels table; Chirp_Type becomes 0 / 1, NaN where there is no chirp."
+    cols = [_target_column(labels, t) for t in check_targets(targets)]
     return np.stack(cols, axis=1) if len(labels) else np.zeros((0, len(cols)))
 
-# %% ../nbs/02_data.ipynb #02c015
+# %% ../nbs/02_data.ipynb #02c017
 def _like(v, y):
     "Array `v` in the kind of `y` (a torch tensor of the same dtype and device, or a NumPy array)."
     if torch.is_tensor(y): return torch.as_tensor(v, dtype=y.dtype if y.is_floating_point() else torch.float32, device=y.device)
@@ -128,8 +144,10 @@ class LabelScaler:
         if y.ndim != 2 or y.shape[1] != len(targets):
             raise ValueError(f"expected an (N, {len(targets)}) array, got shape {y.shape}")
         if len(y) == 0: raise DataError("cannot fit a LabelScaler on an empty label set")
-        std = y.std(axis=0)  # ddof=0, as the paper (NumPy's default)
-        return cls(targets, y.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist())
+        if np.isnan(y).all(0).any(): raise DataError(f"cannot fit a LabelScaler: no values for {np.array(targets)[np.isnan(y).all(0)]}")
+        mean, std = (np.nanmean, np.nanstd) if np.isnan(y).any() else (np.mean, np.std)  # NaN: a chirp-free sample
+        sd = std(y, axis=0)  # ddof=0, as the paper (NumPy's default)
+        return cls(targets, mean(y, axis=0).tolist(), np.where(sd > 0, sd, 1.0).tolist())
 
     def transform(self, y):
         "Standardize `y` (N, k) or (k,), NumPy or torch."
@@ -143,7 +161,7 @@ class LabelScaler:
     @classmethod
     def from_dict(cls, d: dict) -> 'LabelScaler': return cls(tuple(d['targets']), d['mean'], d['std'])
 
-# %% ../nbs/02_data.ipynb #02c018
+# %% ../nbs/02_data.ipynb #02c020
 def paper_split(n: int, test_size: float | int = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     "(train_idx, test_idx) of 0..n-1, identical to sklearn's `train_test_split(range(n), test_size=test_size, random_state=seed)`."
     n = int(n)
@@ -158,7 +176,7 @@ def paper_split(n: int, test_size: float | int = 0.2, seed: int = 42) -> tuple[n
     perm = np.random.RandomState(seed).permutation(n)
     return perm[n_test:], perm[:n_test]
 
-# %% ../nbs/02_data.ipynb #02c021
+# %% ../nbs/02_data.ipynb #02c023
 INPUT_FORMATS = {'rgb224': dict(size=224, channels=3), 'matrix': dict(size=128, channels=1),
                  'matrix-from-figure': dict(size=128, channels=1)}
 
@@ -198,7 +216,7 @@ class InputFormat:
         if channels is not None: d['channels'] = channels
         return cls(**d)
 
-# %% ../nbs/02_data.ipynb #02c024
+# %% ../nbs/02_data.ipynb #02c026
 def load_image(path) -> Image.Image:
     "Open and fully decode an image file; DataError naming the file when it is missing, truncated or corrupt."
     path = Path(path)
@@ -256,7 +274,7 @@ def prepare_input(x, fmt='rgb224') -> np.ndarray:
         return preprocess_matrix(a, fmt)
     raise ValueError(f"cannot make a network input from {type(x).__name__} of shape {getattr(a, 'shape', None)}")
 
-# %% ../nbs/02_data.ipynb #02c027
+# %% ../nbs/02_data.ipynb #02c029
 FIGURE_SIZE = (640, 480)                  # (width, height) of a ChirpLoc100K figure: 6.4 x 4.8 in at 100 dpi
 FIGURE_BOX = (80.0, 57.6, 476.8, 427.2)   # its plot area (left, top, right, bottom), PNG pixel coordinates
 
@@ -279,7 +297,7 @@ def render_figure(S: np.ndarray, index: int = 1, chirp_type: str = 'linear', cfg
     "The ChirpLoc100K figure (RGBA PIL image) of spectrogram `S`, titled with its 1-based `index` and `chirp_type`."
     return Image.fromarray(_figure_renderer(cfg or GeneratorConfig())(S, index, chirp_type))
 
-# %% ../nbs/02_data.ipynb #02c029
+# %% ../nbs/02_data.ipynb #02c031
 def reference_figure(S: np.ndarray, index: int = 1, chirp_type: str = 'linear', cfg: GeneratorConfig | None = None,
                      path=None, dpi=None):
     "Draw `S` with pyplot exactly as the reference's `generate_dataset` does; save to `path` (PNG) or return the RGBA image."
@@ -296,7 +314,7 @@ def reference_figure(S: np.ndarray, index: int = 1, chirp_type: str = 'linear', 
     plt.close()
     return path if path is not None else Image.open(buf)
 
-# %% ../nbs/02_data.ipynb #02c032
+# %% ../nbs/02_data.ipynb #02c034
 def _longest_runs(mask: np.ndarray):
     "For each row of a boolean (H, W) mask: (length, start) of its longest run of True."
     H, W = mask.shape
@@ -332,7 +350,7 @@ def find_plot_box(rgb: np.ndarray, where: str = 'figure') -> tuple:
     "Find the black axes frame in an (H, W, 3) uint8 figure: its (left, top, right, bottom) in PNG pixel coordinates."
     return _detect_frame(rgb, where)[0]
 
-# %% ../nbs/02_data.ipynb #02c035
+# %% ../nbs/02_data.ipynb #02c037
 @functools.lru_cache(maxsize=1)
 def viridis_lut() -> np.ndarray:
     "matplotlib's 256-colour viridis table, (256, 3) float RGB in 0..255."
@@ -365,7 +383,7 @@ def viridis_to_values(rgb: np.ndarray):
     k, d = _viridis_inverter(rgb)
     return (k.astype(np.float32) + 0.5) / 256, d
 
-# %% ../nbs/02_data.ipynb #02c038
+# %% ../nbs/02_data.ipynb #02c040
 @functools.lru_cache(maxsize=32)
 def _cell_weights(e0: float, e1: float, n: int, lo: int, hi: int, npx: int, footprint: float) -> np.ndarray:
     "(n, npx) weights: row i averages pixels lo..hi-1 (pixel j covers [j, j+1]) over the central `footprint` of cell i."
@@ -425,7 +443,7 @@ def figure_to_matrix(fig, bins: tuple = (128, 128), box: tuple | None = None, fo
     A = np.einsum('fkc,fk->fc', V[ri], rw)       # (F, C): each cell row from its few pixel rows
     return np.einsum('fck,ck->fc', A[:, ci], cw)  # (F, T)
 
-# %% ../nbs/02_data.ipynb #02c040
+# %% ../nbs/02_data.ipynb #02c042
 def reference_samples(n: int, seed: int = 0, cfg: GeneratorConfig | None = None):
     "`n` spectrograms from the reference package (its global-RNG draws after `np.random.seed(seed)`) and their labels."
     import warnings
@@ -458,7 +476,7 @@ def figure_fidelity(mats: np.ndarray, figures, **kw) -> pd.DataFrame:
                          r=float(np.corrcoef(R.ravel(), T.ravel())[0, 1])))
     return pd.DataFrame(rows)
 
-# %% ../nbs/02_data.ipynb #02c049
+# %% ../nbs/02_data.ipynb #02c051
 def _read_meta(folder: Path) -> dict | None:
     "chirploc.generate.read_meta, its errors as DataError."
     try: return read_meta(folder)
@@ -473,7 +491,8 @@ def _dataset_folder(path) -> Path:
 def _incomplete(folder: Path, meta: dict):
     "DataError for a folder whose generation was interrupted."
     cmd = (f"chirploc generate --out {folder} --n {meta.get('n')} --seed {meta.get('seed')} --format {meta.get('format')}"
-           + (f" --shard_size {meta['shard_size']}" if meta.get('shard_size') else ''))
+           + (f" --shard_size {meta['shard_size']}" if meta.get('shard_size') else '')
+           + (f" --p_empty {meta['config']['p_empty']}" if (meta.get('config') or {}).get('p_empty') else ''))
     return DataError(f"{folder}: the dataset is incomplete ({META_FILE} says complete=false: its generation was "
                      f"interrupted); rerun `{cmd}` (the same arguments) to resume it")
 
@@ -485,7 +504,7 @@ class ChirpSource:
     def title_index(self, i: int) -> int: return int(i) + 1
     def figure(self, i: int) -> Image.Image:
         "The ChirpLoc100K figure of sample `i` (drawn with matplotlib for matrix sources)."
-        return render_figure(self.matrix(i), self.title_index(i), self.labels['Chirp_Type'].iloc[i], self.cfg)
+        return render_figure(self.matrix(i), self.title_index(i), self.labels['Chirp_Type'].iloc[i] or 'no', self.cfg)
     def input(self, i: int, fmt='rgb224') -> np.ndarray:
         "Network input (C, H, W) float32 of sample `i` (0-based) in format `fmt`."
         fmt = InputFormat.parse(fmt)
@@ -533,7 +552,7 @@ class PngFolder(ChirpSource):
         return dict(kind=self.kind, path=str(self.path.resolve()), n=len(self), labels=[st.st_size, st.st_mtime_ns],
                     meta=self.meta)
 
-# %% ../nbs/02_data.ipynb #02c053
+# %% ../nbs/02_data.ipynb #02c055
 class ArrayFolder(ChirpSource):
     "A chirploc `array` folder: labels.csv, chirploc.json and float32 shards (rows, F, T), memory-mapped."
     kind = 'array'
@@ -581,7 +600,7 @@ class ArrayFolder(ChirpSource):
         return dict(kind=self.kind, path=str(self.path.resolve()), n=len(self), meta=self.meta,
                     shards=[[s.st_size, s.st_mtime_ns] for s in st])
 
-# %% ../nbs/02_data.ipynb #02c055
+# %% ../nbs/02_data.ipynb #02c057
 class SyntheticSource(ChirpSource):
     "`n` samples made on demand by `generate_batch`: sample i of epoch e is dataset sample offset + e * n + i of `seed`."
     kind = 'synthetic'
@@ -620,7 +639,7 @@ def open_source(source, **kw) -> ChirpSource:
     if fmt == 'array': return ArrayFolder(p)
     raise DataError(f"{p / META_FILE}: unknown format {fmt!r}")
 
-# %% ../nbs/02_data.ipynb #02c058
+# %% ../nbs/02_data.ipynb #02c060
 class ChirpDataset(torch.utils.data.Dataset):
     "(input, targets) pairs of `source` (a folder path or a ChirpSource), optionally a subset `indices` of it."
     def __init__(self, source, targets=DEFAULT_TARGETS, input_format='rgb224', scaler: LabelScaler | None = None,
@@ -698,7 +717,7 @@ def paper_datasets(source, targets=DEFAULT_TARGETS, input_format='rgb224', test_
     ds = ChirpDataset(src, targets, input_format, scaler, cache=cache)
     return ds.subset(train_idx), ds.subset(test_idx), scaler
 
-# %% ../nbs/02_data.ipynb #02c061
+# %% ../nbs/02_data.ipynb #02c063
 def default_workers() -> int:
     "Loader worker processes: one per core but one, at most 8."
     return max(0, min(8, (os.cpu_count() or 1) - 1))
@@ -756,7 +775,7 @@ def build_cache(source, input_format='rgb224', cache_dir=None, workers: int | No
         if tmp.exists(): tmp.unlink()
     return path
 
-# %% ../nbs/02_data.ipynb #02c064
+# %% ../nbs/02_data.ipynb #02c066
 def throughput(dataset, n: int | None = None, workers: int | None = 0, batch_size: int = 16) -> float:
     "Samples per second of one pass of `make_loader(dataset)` over the first `n` samples."
     ds = dataset if n is None else torch.utils.data.Subset(dataset, range(min(n, len(dataset))))
