@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .data import DEFAULT_TARGETS, InputFormat, LabelScaler, check_targets, prepare_input
+from .data import DEFAULT_TARGETS, PRESENCE, InputFormat, LabelScaler, check_targets, prepare_input
 
 # %% auto #0
 __all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'LocalizerConfig', 'BackboneUnavailable', 'hub_reachable',
@@ -56,6 +56,8 @@ SCRATCH_CONFIGS = {
 }
 
 # %% ../nbs/03_model.ipynb #03c008
+CLASS_TARGETS = ('Chirp_Type', PRESENCE)  # classes: a logit each, trained with binary cross-entropy (see below)
+
 @dataclass
 class LocalizerConfig:
     "What defines a `ChirpLocalizer`; fields left `None` are resolved when the model is built."
@@ -314,6 +316,8 @@ class ChirpLocalizer(nn.Module):
         if not cfg.use_lora: cfg.lora_modules = None
         self.head = regression_head(vc.hidden_size, cfg.head_dims, cfg.n_outputs)
         self.attend = nn.Linear(vc.hidden_size, cfg.n_outputs) if cfg.pooling == 'soft' else None  # soft-argmax scores
+        n_cls = sum(t in CLASS_TARGETS for t in cfg.targets)  # soft pooling: classes get their own head on pooled features
+        self.class_head = regression_head(vc.hidden_size, cfg.head_dims, n_cls) if cfg.pooling == 'soft' and n_cls else None
 
     def fit_input(self, x: torch.Tensor) -> torch.Tensor:
         "Adapt a batch (B, C, H, W) to the model's channels and size (repeat/average channels, antialiased resize)."
@@ -334,7 +338,14 @@ class ChirpLocalizer(nn.Module):
         h = self.backbone(pixel_values=x).last_hidden_state
         if self.config.pooling == 'soft':  # each target: the softmax(score)-weighted mean of the patches' predictions
             h = h[:, 1:]
-            return (self.attend(h).softmax(1) * self.head(h)).sum(1)
+            w = self.attend(h).softmax(1)                              # (B, patches, targets)
+            out = (w * self.head(h)).sum(1)
+            if self.class_head is None: return out
+            # a class (type, presence) is not a position: an MLP on the features pooled with the class's weights
+            cls = [j for j, t in enumerate(self.config.targets) if t in CLASS_TARGETS]
+            logits = self.class_head(torch.einsum('bpk,bpd->bkd', w[..., cls], h)).diagonal(dim1=1, dim2=2)
+            cols = {j: logits[:, i] for i, j in enumerate(cls)}
+            return torch.stack([cols.get(j, out[:, j]) for j in range(out.shape[1])], 1)
         return self.head(h[:, 0] if self.config.pooling == 'cls' else h[:, 1:].mean(1))  # [CLS], or the patches' mean
 
 # %% ../nbs/03_model.ipynb #03c028
@@ -402,13 +413,16 @@ def scaler(self: ChirpLocalizer) -> LabelScaler | None:
     return None if d is None else LabelScaler.from_dict(d)
 
 @patch
-def destandardize(self: ChirpLocalizer, z):
-    "Outputs (N, k) in physical units with the stored label statistics; a class target's logit becomes its probability."
+def destandardize(self: ChirpLocalizer, z, logits: bool = True):
+    "Outputs (N, k) in physical units with the stored label statistics; a class logit becomes its probability (`logits`)."
     if self.scaler is None:
         raise ValueError("this model has no label statistics (config.label_stats): it cannot report physical units; "
                          "set config.label_stats = LabelScaler.to_dict() of its training labels")
     y = self.scaler.inverse(z)
-    for j in self.class_columns:  # P(exponential) from the logit
+    if not logits:  # standardized labels: a class comes back as exactly 0 / 1 (NaN: no label)
+        for j in self.class_columns: y[:, j] = np.round(y[:, j])
+        return y
+    for j in self.class_columns:  # P(exponential), P(chirp) from the logit
         y[:, j] = 1 / (1 + np.exp(-np.clip(np.asarray(z[:, j], np.float64), -50, 50)))
     return y
 
@@ -448,7 +462,8 @@ def prepare(self: ChirpLocalizer, item) -> torch.Tensor:
 
 @patch
 @torch.no_grad()
-def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, progress: bool = False) -> pd.DataFrame:
+def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, progress: bool = False,
+            threshold: float = 0.5) -> pd.DataFrame:
     "Chirp parameters in physical units (one column per target; `file` for file inputs) for `inputs` (see above)."
     from tqdm.auto import tqdm
     items = _prediction_items(inputs)
@@ -461,28 +476,38 @@ def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, pro
     y = self.destandardize(torch.cat(out).numpy().astype(np.float64)) if out else np.zeros((0, self.config.n_outputs))
     df = pd.DataFrame(y, columns=list(self.config.targets))
     for t in CLASS_TARGETS:  # the class, and its probability beside it
-        if t in df: df.insert(df.columns.get_loc(t) + 1, f'{t}_prob', df[t]); df[t] = np.where(df[t] > 0.5, 'exponential', 'linear')
+        if t in df: df.insert(df.columns.get_loc(t) + 1, f'{t}_prob', df[t])
+    if 'Chirp_Type' in df: df['Chirp_Type'] = np.where(df.Chirp_Type > 0.5, 'exponential', 'linear')
+    if PRESENCE in df:  # below `threshold`: no chirp, so no chirp parameters are reported
+        df[PRESENCE] = df[PRESENCE] >= threshold
+        df.loc[~df[PRESENCE], [t for t in self.config.targets if t != PRESENCE]] = np.nan
+        if 'Chirp_Type' in df: df.loc[~df[PRESENCE], ['Chirp_Type', 'Chirp_Type_prob']] = ['', np.nan]
     names = [n for n, _ in items]
     if any(n is not None for n in names): df.insert(0, 'file', names)
     return df
 
 # %% ../nbs/03_model.ipynb #03c043
-CLASS_TARGETS = ('Chirp_Type',)  # predicted as a logit and trained with binary cross-entropy (1 = exponential)
-
 @patch(as_prop=True)
 def class_columns(self: ChirpLocalizer) -> list:
     "Output columns that are class logits (Chirp_Type), not standardized values."
     return [j for j, t in enumerate(self.config.targets) if t in CLASS_TARGETS]
 
+def _masked_mean(v: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    return torch.where(ok, v, 0).sum() / ok.sum().clamp(min=1)
+
 @patch
 def loss(self: ChirpLocalizer, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "Training loss for outputs `pred` and standardized labels `y`: MSE on regression columns, + BCE on a class column."
+    "Training loss for outputs `pred` and standardized labels `y`: MSE on regression columns, + a BCE per class column."
     cls = self.class_columns
     if not cls: return F.mse_loss(pred, y)  # the paper's loss
     st = self.scaler
     std = torch.tensor([st.std[j] for j in cls], device=y.device, dtype=y.dtype)
     mean = torch.tensor([st.mean[j] for j in cls], device=y.device, dtype=y.dtype)
     label = (y[:, cls] * std + mean).round().clamp(0, 1)  # the standardized 0 / 1 labels, back to 0 / 1
-    bce = F.binary_cross_entropy_with_logits(pred[:, cls], label)
+    ok = torch.isfinite(label)                             # a chirp-free sample has no type (NaN): left out
+    bce = F.binary_cross_entropy_with_logits(pred[:, cls], torch.where(ok, label, 0), reduction='none')
+    bce = sum(_masked_mean(bce[:, i], ok[:, i]) for i in range(len(cls)))
     reg = [j for j in range(pred.shape[1]) if j not in cls]
-    return F.mse_loss(pred[:, reg], y[:, reg]) + bce if reg else bce
+    if not reg: return bce
+    ok = torch.isfinite(y[:, reg])                         # ... nor chirp parameters
+    return _masked_mean((pred[:, reg] - torch.where(ok, y[:, reg], 0)) ** 2, ok) + bce

@@ -114,12 +114,14 @@ def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None) -> dict:
     _sync(device); seconds = time.perf_counter() - t0
     labels = torch.cat(labels).float()
     loss = model.loss(preds, labels).item()
-    return dict(loss=loss, pred=model.destandardize(preds.numpy()), true=model.destandardize(labels.numpy()),
+    return dict(loss=loss, pred=model.destandardize(preds.numpy()), true=model.destandardize(labels.numpy(), logits=False),
                 seconds=seconds, n=len(labels))
 
 def pearson_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    "Pearson correlation per column of two (N, k) arrays (NaN where a column is constant)."
+    "Pearson correlation per column of two (N, k) arrays (NaN where a column is constant); rows with a NaN label are left out."
     p, t = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if np.isnan(t).any():  # a chirp-free sample has no chirp parameters: each column over its labelled rows
+        return np.array([pearson_r(p[~np.isnan(t[:, j]), j:j + 1], t[~np.isnan(t[:, j]), j:j + 1])[0] for j in range(t.shape[1])])
     p, t = p - p.mean(0), t - t.mean(0)
     den = np.sqrt((p ** 2).sum(0) * (t ** 2).sum(0))
     with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, (p * t).sum(0) / den, np.nan)
