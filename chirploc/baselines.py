@@ -11,8 +11,8 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import pandas as pd
 
-from .data import DEFAULT_TARGETS, open_source
-from .evaluate import prediction_table, regression_report, split_indices
+from .data import DEFAULT_TARGETS, PRESENCE, open_source, target_array
+from .evaluate import detection_report, prediction_table, regression_report, split_indices
 from .generate import GeneratorConfig
 
 # %% auto #0
@@ -65,17 +65,21 @@ TRACKER_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Ch
 
 # %% ../nbs/05b_baselines.ipynb #05bc012
 def evaluate_tracker(data, split: str = 'test', tracker: RidgeTracker | None = None, targets=TRACKER_TARGETS,
-                     limit: int | None = None) -> tuple[dict, pd.DataFrame]:
-    "(report, prediction table) of the ridge tracker on a dataset folder's `split` (all | test | train)."
+                     limit: int | None = None, min_duration: float = 1.0) -> tuple[dict, pd.DataFrame]:
+    "(report, prediction table) of the ridge tracker on a dataset folder's `split` (all | test | train); + detection."
     tracker = tracker or RidgeTracker()
     src = open_source(data)
     idx = split_indices(len(src), split, limit)
-    cols = [TRACKER_TARGETS.index(t) for t in targets]
     t0 = time.perf_counter()
-    pred = np.stack([tracker(src.matrix(int(i))) for i in idx])[:, cols]
+    full = np.stack([tracker(src.matrix(int(i))) for i in idx])
     seconds = time.perf_counter() - t0
     labels = src.labels.iloc[idx]
-    true = labels[list(targets)].to_numpy(np.float64)
+    pred, true = full[:, [TRACKER_TARGETS.index(t) for t in targets]], target_array(labels, targets)
     report = dict(targets=regression_report(pred, true, list(targets)),
                   inference=dict(images=len(idx), seconds=seconds, images_per_s=len(idx) / seconds, device='cpu (1 process)'))
-    return report, prediction_table(pred, true, list(targets), labels)
+    table = prediction_table(pred, true, list(targets), labels)
+    if PRESENCE in labels.columns:  # chirp-free samples: "a chirp" when the tracked ridge lasts the shortest chirp or longer
+        score, present = full[:, TRACKER_TARGETS.index('Chirp_Duration')], labels[PRESENCE].to_numpy()
+        report['targets'][PRESENCE] = detection_report(score, present, threshold=min_duration)
+        table[f'true_{PRESENCE}'], table[f'pred_{PRESENCE}'] = present, score
+    return report, table

@@ -14,25 +14,57 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import DataError, ChirpDataset, make_loader, open_source, paper_split, TARGET_UNITS
+from .data import DataError, ChirpDataset, make_loader, open_source, paper_split, PRESENCE, TARGET_UNITS
 from .model import CLASS_TARGETS, ChirpLocalizer
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
 # %% auto #0
-__all__ = ['regression_report', 'default_model_dir', 'load_localizer', 'split_indices', 'evaluate_localizer', 'prediction_table',
-           'error_frame', 'describe_chirp', 'format_report', 'evaluate_cli', 'predict_cli']
+__all__ = ['roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'default_model_dir', 'load_localizer',
+           'split_indices', 'evaluate_localizer', 'prediction_table', 'error_frame', 'describe_chirp', 'format_report',
+           'evaluate_cli', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c006
-def regression_report(pred: np.ndarray, true: np.ndarray, targets) -> dict:
-    "Pearson r, MAE and RMSE per target (physical units) for predictions and truths (N, k); accuracy for a class target."
-    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    err = pred - true
-    r = pearson_r(pred, true)
-    return {t: dict(accuracy=float(((pred[:, j] > 0.5) == (true[:, j] > 0.5)).mean())) if t in CLASS_TARGETS else
-               dict(pearson_r=float(r[j]), mae=float(np.abs(err[:, j]).mean()), rmse=float(np.sqrt((err[:, j] ** 2).mean())))
-            for j, t in enumerate(targets)}
+def roc_auc(score, present) -> float | None:
+    "Area under the ROC curve of `score` for labels `present` (1 / 0): P(score of a chirp > score of noise), ties half; None with one class."
+    from scipy.stats import rankdata
+    score, present = np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
+    n1, n0 = int(present.sum()), int((~present).sum())
+    if not n1 or not n0: return None
+    return float((rankdata(score)[present].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))  # Mann-Whitney U / (n1 n0)
 
-# %% ../nbs/05_evaluate.ipynb #05c009
+def roc_curve(score, present) -> pd.DataFrame:
+    "The ROC curve: false-alarm rate (fpr) and detection rate (tpr) when 'a chirp' means score >= threshold, per threshold."
+    score, present = np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
+    order = np.argsort(-score, kind='stable')
+    s, p = score[order], present[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last sample of each distinct score
+    tp, fp = np.cumsum(p)[last], np.cumsum(~p)[last]
+    return pd.DataFrame(dict(threshold=np.r_[np.inf, s[last]], fpr=np.r_[0, fp / max(fp[-1], 1)],
+                             tpr=np.r_[0, tp / max(tp[-1], 1)]))
+
+def detection_report(score, present, threshold: float = 0.5) -> dict:
+    "Chirp detection at `threshold` (a chirp when score >= threshold): accuracy, ROC AUC, false-alarm and detection rates."
+    score, present = np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
+    said = score >= threshold
+    rate = lambda a: float(a.mean()) if len(a) else None
+    return dict(accuracy=float((said == present).mean()), roc_auc=roc_auc(score, present),
+                false_alarm_rate=rate(said[~present]), detection_rate=rate(said[present]), threshold=float(threshold),
+                n_chirp=int(present.sum()), n_empty=int((~present).sum()))
+
+def regression_report(pred: np.ndarray, true: np.ndarray, targets, threshold: float = 0.5) -> dict:
+    "Pearson r, MAE and RMSE per target (physical units); accuracy for the type; detection metrics for presence."
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    out = {}
+    for j, t in enumerate(targets):
+        ok = ~np.isnan(true[:, j])  # a chirp-free sample has no chirp parameters and no type: left out of those
+        p, y = pred[ok, j], true[ok, j]
+        if t == PRESENCE: out[t] = detection_report(p, y, threshold)
+        elif t in CLASS_TARGETS: out[t] = dict(accuracy=float(((p > 0.5) == (y > 0.5)).mean()))
+        else: out[t] = dict(pearson_r=float(pearson_r(p[:, None], y[:, None])[0]), mae=float(np.abs(p - y).mean()),
+                            rmse=float(np.sqrt(((p - y) ** 2).mean())))
+    return out
+
+# %% ../nbs/05_evaluate.ipynb #05c011
 def default_model_dir() -> Path:
     "The folder of the default localizer inside the installed package."
     import chirploc
@@ -47,7 +79,7 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
         raise FileNotFoundError(f"{folder}: no config.json, so not {what} (a folder written by save_pretrained)")
     return ChirpLocalizer.from_pretrained(folder, device=pick_device(device))
 
-# %% ../nbs/05_evaluate.ipynb #05c011
+# %% ../nbs/05_evaluate.ipynb #05c013
 def split_indices(n: int, split: str = 'all', limit: int | None = None) -> np.ndarray:
     "Sample indices of `split` (all | test | train, the paper's split) of an n-sample dataset; the first `limit` of them."
     if split not in ('all', 'test', 'train'): raise ValueError(f"split must be all, test or train, not {split!r}")
@@ -61,7 +93,7 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
     src = open_source(data)
     idx = split_indices(len(src), split, limit)
     targets = list(model.config.targets)
-    missing = [t for t in targets if t not in src.labels.columns]
+    missing = [t for t in targets if t not in src.labels.columns and t != PRESENCE]  # no Chirp_Present: all chirps
     if missing: raise DataError(f"{getattr(src, 'path', src)}: labels lack {missing}, which the model predicts")
     ds = ChirpDataset(src, targets, model.config.input_format, model.scaler, indices=idx)
     dev = next(model.parameters()).device
@@ -86,7 +118,7 @@ def prediction_table(pred, true, targets, labels: pd.DataFrame | None = None) ->
             if c in labels.columns and f'true_{c}' not in df: df[f'true_{c}'] = labels[c].to_numpy()
     return df
 
-# %% ../nbs/05_evaluate.ipynb #05c015
+# %% ../nbs/05_evaluate.ipynb #05c017
 def error_frame(tables: dict) -> pd.DataFrame:
     "Long table (split, target, unit, error) from {'train': prediction_table, 'test': ...}."
     rows = []
@@ -94,16 +126,20 @@ def error_frame(tables: dict) -> pd.DataFrame:
         for c in df.columns:
             if c.startswith('err_'):
                 t = c[4:]
-                rows.append(pd.DataFrame(dict(split=split, target=t, unit=TARGET_UNITS.get(t, ''), error=df[c].to_numpy())))
+                e = df[c].to_numpy(np.float64)
+                rows.append(pd.DataFrame(dict(split=split, target=t, unit=TARGET_UNITS.get(t, ''), error=e[~np.isnan(e)])))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=['split', 'target', 'unit', 'error'])
 
-# %% ../nbs/05_evaluate.ipynb #05c018
+# %% ../nbs/05_evaluate.ipynb #05c020
 def describe_chirp(p) -> str:
     "One sentence for a chirp given as a mapping with any of the label columns (Chirp_Start_Time, ...)."
     g = lambda k: p.get(k) if hasattr(p, 'get') else getattr(p, k, None)
     t0, f0, f1, dt, kind = (g(k) for k in ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type'))
     have = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))
     prob = g('Chirp_Type_prob')                     # a prediction's P(exponential), when the model predicts the type
+    present, p_chirp = g(PRESENCE), g(f'{PRESENCE}_prob')  # a detector's decision and P(chirp)
+    if have(present) and not bool(float(present) >= 0.5 if not isinstance(present, (bool, np.bool_)) else present):
+        return 'No chirp' + (f" (probability of a chirp {p_chirp:.2f})" if have(p_chirp) else '') + '.'
     if have(kind) and not isinstance(kind, str): kind = 'exponential' if float(kind) > 0.5 else 'linear'  # 1 / 0 labels
     if have(f0) and have(f1): trend = 'rising' if f1 - f0 > 0.5 else 'falling' if f0 - f1 > 0.5 else 'steady'
     else: trend = None
@@ -114,10 +150,11 @@ def describe_chirp(p) -> str:
     if have(f0) and have(f1): s += f", from {f0:.1f} Hz to {f1:.1f} Hz"
     elif have(f0): s += f", from {f0:.1f} Hz"
     elif have(f1): s += f", to {f1:.1f} Hz"
-    if have(prob) and have(kind): s += f" (type {kind} with probability {max(prob, 1 - prob):.2f})"
-    return s + '.'
+    notes = ([f"type {kind} with probability {max(prob, 1 - prob):.2f}"] if have(prob) and have(kind) else []) + \
+            ([f"a chirp with probability {p_chirp:.2f}"] if have(p_chirp) else [])
+    return s + (f" ({'; '.join(notes)})" if notes else '') + '.'
 
-# %% ../nbs/05_evaluate.ipynb #05c021
+# %% ../nbs/05_evaluate.ipynb #05c023
 from fastcore.script import Param, call_parse, store_true
 
 def _fail(cmd: str, e: Exception):
@@ -129,6 +166,10 @@ def format_report(report: dict) -> str:
     lines = [f"{'target':<18} {'pearson_r':>9} {'MAE':>9} {'RMSE':>9}"]
     for t, m in report['targets'].items():
         u = TARGET_UNITS.get(t, '')
+        if 'roc_auc' in m:
+            f = lambda v: 'n/a' if v is None else f"{v:.4f}"
+            lines.append(f"{t:<18} ROC AUC {f(m['roc_auc'])}; at P >= {m['threshold']:g}: false alarms {f(m['false_alarm_rate'])}, "
+                         f"detected {f(m['detection_rate'])} ({m['n_chirp']} chirps, {m['n_empty']} chirp-free)"); continue
         if 'accuracy' in m: lines.append(f"{t:<18} accuracy {m['accuracy']:.4f}"); continue
         lines.append(f"{t:<18} {m['pearson_r']:>9.4f} {m['mae']:>7.3f} {u:<1} {m['rmse']:>7.3f} {u}")
     i = report['inference']
@@ -176,9 +217,10 @@ def predict_cli(
         df = pd.concat(parts, ignore_index=True)
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('predict', e)
     targets = list(m.config.targets)
-    value = lambda r, t: r[t] if t in CLASS_TARGETS else float(r[t])
+    num = lambda v: None if pd.isna(v) else float(v)  # no chirp: null, not an invented number
+    value = lambda r, t: bool(r[t]) if t == PRESENCE else (r[t] or None) if t in CLASS_TARGETS else num(r[t])
     extra = [f'{t}_prob' for t in targets if t in CLASS_TARGETS]
-    rows = [dict(file=r['file'], **{t: value(r, t) for t in targets}, **{c: float(r[c]) for c in extra},
+    rows = [dict(file=r['file'], **{t: value(r, t) for t in targets}, **{c: num(r[c]) for c in extra},
                  description=describe_chirp(r)) for _, r in df.iterrows()]
     if json: print(_json.dumps(rows if len(rows) > 1 else rows[0]))
     else:
