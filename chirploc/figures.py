@@ -14,15 +14,17 @@ import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .data import DEFAULT_TARGETS, TARGET_UNITS, open_source
+from .data import DEFAULT_TARGETS, PRESENCE, TARGET_UNITS, open_source
+from .detection import fig_detection
 from .evaluate import describe_chirp, error_frame
 from .generate import GeneratorConfig
 from .model import CLASS_TARGETS
 
 # %% auto #0
-__all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'target_colors', 'target_label', 'run_marks', 'fig_loss',
-           'fig_correlations', 'fig_inference', 'fig_error_histograms', 'fig_scatter', 'pick_examples', 'example_table',
-           'fig_examples', 'fig_error_by_duration', 'fig_sample_grid', 'markdown_table', 'make_figures']
+__all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'DETECTION_FILE', 'target_colors', 'target_label', 'run_marks',
+           'fig_loss', 'fig_correlations', 'fig_inference', 'fig_error_histograms', 'fig_scatter', 'pick_examples',
+           'example_table', 'fig_examples', 'fig_error_by_duration', 'fig_sample_grid', 'markdown_table',
+           'make_figures']
 
 # %% ../nbs/06_figures.ipynb #06c006
 # SPEC.md, "Reported run" (the paper's Figs. 3 to 8): reference marks only, never results of this code
@@ -155,7 +157,8 @@ def fig_scatter(table: pd.DataFrame, label: str = '', max_points: int = 5000, se
     t = table.sample(min(len(table), max_points), random_state=seed) if len(table) > max_points else table
     fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.6), squeeze=False)
     for ax, k in zip(axes[0], targets):
-        x, y = table[f'true_{k}'], table[f'pred_{k}']
+        ok = table[f'true_{k}'].notna()  # a chirp-free sample has no chirp parameters
+        x, y = table.loc[ok, f'true_{k}'], table.loc[ok, f'pred_{k}']
         r, mae = np.corrcoef(x, y)[0, 1], (y - x).abs().mean()
         ax.scatter(t[f'true_{k}'], t[f'pred_{k}'], s=4, alpha=0.35, color=colors[k], rasterized=True)
         lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
@@ -168,7 +171,8 @@ def fig_scatter(table: pd.DataFrame, label: str = '', max_points: int = 5000, se
 
 # %% ../nbs/06_figures.ipynb #06c028
 def pick_examples(table: pd.DataFrame, n: int = 5, seed: int = 0) -> pd.DataFrame:
-    "`n` rows of a prediction table, drawn reproducibly."
+    "`n` rows of a prediction table with a chirp, drawn reproducibly."
+    if f'true_{PRESENCE}' in table: table = table[table[f'true_{PRESENCE}'] > 0.5]
     return table.sample(min(n, len(table)), random_state=seed)
 
 def _chirp(row, prefix):
@@ -238,8 +242,9 @@ def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols
         if i >= n: ax.axis('off'); continue
         lab = src.labels.iloc[i]
         ax.imshow(src.matrix(i), origin='lower', aspect='auto', cmap='viridis', extent=[0, cfg.duration, 0, cfg.max_frequency])
-        ax.set_title(f"{lab.Chirp_Type}, {lab.Chirp_Start_Time:.1f}-{lab.Chirp_Start_Time + lab.Chirp_Duration:.1f} s,\n"
-                     f"{lab.Chirp_Start_Freq:.0f} → {lab.Chirp_End_Freq:.0f} Hz", fontsize=8)
+        if not lab.Chirp_Type: ax.set_title('no chirp (noise only)\n', fontsize=8)
+        else: ax.set_title(f"{lab.Chirp_Type}, {lab.Chirp_Start_Time:.1f}-{lab.Chirp_Start_Time + lab.Chirp_Duration:.1f} s,\n"
+                           f"{lab.Chirp_Start_Freq:.0f} → {lab.Chirp_End_Freq:.0f} Hz", fontsize=8)
         ax.tick_params(labelsize=7)
         if i % cols == 0: ax.set_ylabel('frequency (Hz)', fontsize=8)
         if i >= n - cols: ax.set_xlabel('time (s)', fontsize=8)
@@ -250,6 +255,7 @@ def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols
 FIGURE_FILES = ('fig3_train_loss.png', 'fig4_test_loss.png', 'fig5_pearson_r.png', 'fig6_inference.png',
                 'fig7_error_histograms.png', 'fig8_examples.png', 'fig8_examples.md', 'scatter_test.png', 'samples.png',
                 'error_by_duration.png')
+DETECTION_FILE = 'detection.png'  # also drawn when the model predicts Chirp_Present (05c_detection)
 
 def markdown_table(df: pd.DataFrame) -> str:
     "A GitHub Markdown table of `df` (no index), without pandas' optional `tabulate` dependency."
@@ -260,7 +266,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def make_figures(history: pd.DataFrame, tables: dict, source, out_dir, label: str = '', marks: dict | None = None,
                  n_test: int | None = None, n_examples: int = 5, seed: int = 0, dpi: int = 110, paper: bool = True,
-                 baselines: dict | None = None) -> dict:
+                 baselines: dict | None = None, thresholds: dict | None = None) -> dict:
     "Draw every figure of a run into `out_dir`; returns {file name: path}. `tables`: {'train': df, 'test': df}; `baselines`: {name: test-split table}."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     marks = marks or run_marks(history)
@@ -274,6 +280,9 @@ def make_figures(history: pd.DataFrame, tables: dict, source, out_dir, label: st
             'scatter_test.png': fig_scatter(tables['test'], label),
             'samples.png': fig_sample_grid(source, label=label),
             'error_by_duration.png': fig_error_by_duration({'model': tables['test'], **(baselines or {})}, label=label)}
+    if f'pred_{PRESENCE}' in tables['test']:  # a detector: ROC and scores, with the baselines that detect too
+        det = {'model': tables['test'], **{k: t for k, t in (baselines or {}).items() if f'pred_{PRESENCE}' in t}}
+        figs[DETECTION_FILE] = fig_detection(det, thresholds, label=label)
     paths = {}
     for name, fig in figs.items():
         noisy = name in ('fig8_examples.png', 'samples.png')  # noise images: lower resolution keeps the files small

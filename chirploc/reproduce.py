@@ -19,22 +19,23 @@ import pandas as pd
 import torch
 
 import chirploc
-from .data import DEFAULT_TARGETS, TARGET_UNITS, open_source
+from .data import DEFAULT_TARGETS, PRESENCE, TARGET_UNITS, open_source
 from .baselines import evaluate_tracker
 from .evaluate import evaluate_localizer
-from .figures import FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
-from .generate import write_dataset
+from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
+from .generate import GeneratorConfig, write_dataset
 from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, hub_reachable
 from .train import pick_device, train
 
 # %% auto #0
-__all__ = ['FULL_TARGETS', 'PRESETS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config', 'resolve_backbone', 'describe_backbone',
-           'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'check_on_figures', 'git_commit',
-           'versions', 'device_name', 'read_run', 'build_results', 'check_results', 'run_label', 'reproduce',
-           'write_results', 'results_table', 'update_readme', 'reproduce_cli', 'results_cli']
+__all__ = ['FULL_TARGETS', 'PRESETS', 'DETECTION_KEYS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config', 'resolve_backbone',
+           'describe_backbone', 'prepare_data', 'train_model', 'evaluate_model', 'run_baselines',
+           'detection_thresholds', 'check_on_figures', 'git_commit', 'versions', 'device_name', 'read_run',
+           'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'results_table',
+           'update_readme', 'reproduce_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
-FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')
+FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
 
 PRESETS = {
     'paper': dict(n_samples=100_000, data_format='png', backbone=PAPER_BACKBONE, fallback_backbone='vit-b16-scratch',
@@ -45,11 +46,12 @@ PRESETS = {
                   input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
                   schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
                   eval_train=10_000, n_figure_check=500),
-    # the smoke recipe with duration (r, MAE) and type (accuracy) predicted beside the paper's three targets
+    # the smoke recipe with duration (r, MAE), type (accuracy) and presence (ROC AUC, false alarms) predicted beside the
+    # paper's three targets, on data with 10% chirp-free samples
     'full': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid', fallback_backbone=None,
                  input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
                  schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
-                 eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS),
+                 eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS, p_empty=0.1),
     'tiny': dict(n_samples=160, data_format='array', backbone='vit-micro', fallback_backbone=None, input_format='matrix',
                  pooling=None, epochs=2, batch_size=32, lr=1e-3, weight_decay=0.01, schedule='plateau', warmup_epochs=0.0,
                  patience=4, grad_clip=0.0, cache=False, workers=0, eval_train=None, n_figure_check=4),
@@ -79,7 +81,8 @@ class ReproConfig:
     eval_train: int | None = None       # evaluate at most this many train samples for Fig. 7 (None: all)
     n_figure_check: int = 0             # also evaluate on this many fresh ChirpLoc100K figures (another seed)
     baselines: bool = True              # run the ridge tracker (05b_baselines) on the same test split
-    targets: tuple = DEFAULT_TARGETS    # what the model predicts: the paper's three, or FULL_TARGETS (+ duration, type)
+    targets: tuple = DEFAULT_TARGETS    # what the model predicts: the paper's three, or FULL_TARGETS (+ duration, type, presence)
+    p_empty: float = 0.0                # share of chirp-free samples in the data (detection); 0: the paper's data
     device: str = 'auto'
     out_dir: str = 'figures/smoke'
     work_dir: str = 'runs/smoke'
@@ -119,7 +122,7 @@ def describe_backbone(backbone: str, model=None) -> str:
 def prepare_data(cfg: ReproConfig) -> Path:
     "Generate (or finish generating) the run's dataset: samples 0..n-1 of `cfg.seed`."
     return write_dataset(Path(cfg.work_dir) / 'data', cfg.n_samples, seed=cfg.seed, format=cfg.data_format,
-                         workers=cfg.workers or None, progress=cfg.progress)
+                         cfg=GeneratorConfig(p_empty=cfg.p_empty), workers=cfg.workers or None, progress=cfg.progress)
 
 def train_model(cfg: ReproConfig, data, backbone: str):
     "Train (or resume training) in `{work_dir}/train`; returns (best localizer, history)."
@@ -149,6 +152,10 @@ def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
     table.to_csv(out / 'predictions_test_ridge_tracker.csv', index=False)
     return {'ridge_tracker': report}, {'ridge tracker': table}
 
+def detection_thresholds(reports: dict) -> dict:
+    "The operating point of each baseline that detects ({figure name: threshold}), for the detection figure."
+    return {k.replace('_', ' '): r['targets'][PRESENCE]['threshold'] for k, r in reports.items() if PRESENCE in r['targets']}
+
 def check_on_figures(cfg: ReproConfig, model) -> dict | None:
     "For a model trained on matrices: its report on `n_figure_check` fresh ChirpLoc100K figures (seed + 1)."
     if not cfg.n_figure_check: return None
@@ -158,6 +165,7 @@ def check_on_figures(cfg: ReproConfig, model) -> dict | None:
     return dict(n=cfg.n_figure_check, seed=cfg.seed + 1, format='png', **report)
 
 # %% ../nbs/07_reproduce.ipynb #07c014
+DETECTION_KEYS = ('accuracy', 'roc_auc', 'false_alarm_rate', 'detection_rate', 'threshold', 'n_chirp', 'n_empty')
 RESULT_KEYS = ('preset', 'seed', 'backbone', 'device', 'git_commit', 'versions', 'n_train', 'n_test', 'best_epoch',
                'epochs_run', 'train_seconds', 'targets', 'inference')
 
@@ -212,12 +220,13 @@ def check_results(results: dict, out_dir=None) -> dict:
     missing = [k for k in RESULT_KEYS if k not in results]
     if missing: raise ValueError(f"results.json lacks {missing}")
     for t, m in results['targets'].items():
-        if set(m) != ({'accuracy'} if t in CLASS_TARGETS else {'pearson_r', 'mae', 'rmse'}):
-            raise ValueError(f"results.json: targets.{t} has {sorted(m)}")
+        want = set(DETECTION_KEYS) if t == PRESENCE else {'accuracy'} if t in CLASS_TARGETS else {'pearson_r', 'mae', 'rmse'}
+        if set(m) != want: raise ValueError(f"results.json: targets.{t} has {sorted(m)}")
     if set(results['inference']) != {'images', 'seconds', 'images_per_s', 'device'}:
         raise ValueError(f"results.json: inference has {sorted(results['inference'])}")
     if out_dir is not None:
-        absent = [f for f in FIGURE_FILES if not (Path(out_dir) / f).is_file()]
+        figures = FIGURE_FILES + ((DETECTION_FILE,) if PRESENCE in results['targets'] else ())
+        absent = [f for f in figures if not (Path(out_dir) / f).is_file()]
         if absent: raise ValueError(f"{out_dir}: figures missing: {absent}")
     return results
 
@@ -239,7 +248,7 @@ def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
     run = read_run(cfg)
     label = run_label(cfg, describe_backbone(backbone, model), run['n_train'], run['n_test'], report['inference']['device'])
     files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
-                         n_test=run['n_test'], seed=cfg.seed, baselines=base_tables)
+                         n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds(base_reports))
     results = build_results(cfg, backbone, note, model, history, report, commit, fig_check, files, base_reports)
     write_results(results, cfg.out_dir)
     return results
@@ -274,14 +283,15 @@ def _run_column(r: dict) -> dict:
          + ('figures' if r.get('config', {}).get('data_format') == 'png' else 'matrices'),
          'device': r.get('device_name') or r['device'], 'epochs run (best)': f"{r['epochs_run']} ({r['best_epoch']})",
          'training time': f"{r['train_seconds'] / 60:.1f} min",
-         'test loss (standardized)': (f"{r['best_test_loss']:.4f} (best" + ('; MSE + the type BCE)' if any('accuracy' in m for m in
+         'test loss (standardized)': (f"{r['best_test_loss']:.4f} (best" + ('; MSE + class BCEs)' if any('accuracy' in m for m in
                                       r['targets'].values()) else ')')) if 'best_test_loss' in r else ''}
     for t in DEFAULT_TARGETS:
         m = r['targets'].get(t)
         c[f'r {_NAMES[t]}'] = f"{m['pearson_r']:.3f}" if m else ''
         c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}" if m else ''
     for t, m in r['targets'].items():  # targets beyond the paper's
-        if 'accuracy' in m: c[f'accuracy {_NAMES.get(t, t)}'] = f"{m['accuracy']:.3f}"
+        if 'roc_auc' in m: c.update(_detection_rows(m))
+        elif 'accuracy' in m: c[f'accuracy {_NAMES.get(t, t)}'] = f"{m['accuracy']:.3f}"
         elif t not in DEFAULT_TARGETS:
             c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
             if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
@@ -291,9 +301,16 @@ def _run_column(r: dict) -> dict:
                                                        if t in fc['targets']) + f" (n={fc['n']})") if fc else ''
     return c
 
+def _detection_rows(m: dict) -> dict:
+    f = lambda v: '' if v is None else f"{v:.3f}"
+    return {'ROC AUC chirp present': f(m['roc_auc']),
+            'false alarms / detected (operating point)': f"{f(m['false_alarm_rate'])} / {f(m['detection_rate'])} "
+                                                          f"(at {m['threshold']:g}; {m['n_empty']:,} chirp-free)"}
+
 def _baseline_column(b: dict) -> dict:
     c = {'backbone': 'none (no learning)', 'training time': 'none'}
     for t, m in b['targets'].items():
+        if 'roc_auc' in m: c.update(_detection_rows(m)); continue
         if 'accuracy' in m: c[f'accuracy {_NAMES.get(t, t)}'] = f"{m['accuracy']:.3f}"; continue
         c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
         if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
