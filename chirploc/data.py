@@ -70,7 +70,7 @@ def read_labels(path) -> pd.DataFrame:
         p = pd.to_numeric(df[PRESENCE], errors='coerce').to_numpy(float)
         bad = np.flatnonzero(~np.isin(p, (0, 1)))
         if len(bad):
-            raise DataError(f"{csv}: {PRESENCE} must be 1 (a chirp) or 0 (noise only), not {df[PRESENCE].iloc[bad[0]]!r} "
+            raise DataError(f"{csv}: {PRESENCE} must be 1 (a chirp) or 0 (noise only), not {str(df[PRESENCE].iloc[bad[0]])!r} "
                             f"(line(s) {_lines(bad)})")
         present = p == 1
     for c in LABEL_COLUMNS[:4]:
