@@ -13,9 +13,16 @@ from .data import PRESENCE
 from .evaluate import detection_report, roc_curve
 
 # %% auto #0
-__all__ = ['detection_scores', 'fig_detection']
+__all__ = ['choose_threshold', 'detection_scores', 'fig_detection']
 
-# %% ../nbs/05c_detection.ipynb #05cc009
+# %% ../nbs/05c_detection.ipynb #05cc008
+def choose_threshold(score, present, max_false_alarm: float = 0.05) -> float:
+    "The lowest threshold (a chirp when score >= it) whose false-alarm rate on (`score`, `present`) is at most `max_false_alarm`."
+    roc = roc_curve(score, present)
+    ok = roc[roc.fpr <= max_false_alarm]
+    return float(ok.threshold.iloc[-1])  # the curve runs from high thresholds to low: the last row allowed detects most
+
+# %% ../nbs/05c_detection.ipynb #05cc011
 def detection_scores(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "(score, present) of a prediction table with `true_Chirp_Present` and `pred_Chirp_Present`."
     missing = [c for c in (f'true_{PRESENCE}', f'pred_{PRESENCE}') if c not in table]

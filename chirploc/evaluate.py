@@ -87,7 +87,7 @@ def split_indices(n: int, split: str = 'all', limit: int | None = None) -> np.nd
     return idx if limit is None else idx[:limit]  # the split is already shuffled: its first samples are a fair sample
 
 def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, workers: int | None = 0,
-                       device='auto', progress: bool = False, limit: int | None = None):
+                       device='auto', progress: bool = False, limit: int | None = None, threshold: float | None = None):
     "(report, predictions) of localizer `model` on dataset `data` (a folder or a ChirpSource); `split`: all | test | train."
     model = load_localizer(model, device)
     src = open_source(data)
@@ -98,7 +98,8 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
     ds = ChirpDataset(src, targets, model.config.input_format, model.scaler, indices=idx)
     dev = next(model.parameters()).device
     out = timed_pass(model, make_loader(ds, batch_size=batch_size, workers=workers), device=dev)
-    report = dict(targets=regression_report(out['pred'], out['true'], targets),
+    thr = model.config.presence_threshold if threshold is None else threshold  # a detector's operating point
+    report = dict(targets=regression_report(out['pred'], out['true'], targets, thr),
                   inference=dict(images=int(out['n']), seconds=float(out['seconds']),
                                  images_per_s=float(out['n'] / out['seconds']) if out['seconds'] > 0 else float('nan'),
                                  device=str(dev)))

@@ -80,6 +80,7 @@ class LocalizerConfig:
     stem: tuple | None = None           # channels of stride-2 conv layers before the ViT (from scratch only; resolved: () = none)
     coords: bool | None = None          # resolved: append time and frequency coordinate channels to the input (from scratch only)
     pooling: str | None = None          # resolved: 'cls' (the paper: the [CLS] token), 'mean' (the patch tokens' average) or 'soft' (soft-argmax over patch tokens)
+    presence_threshold: float = 0.5     # a detector (Chirp_Present): P(chirp) from which it reports a chirp (set from training data)
 
     def __post_init__(self):
         if isinstance(self.backbone, os.PathLike): self.backbone = str(self.backbone)
@@ -463,7 +464,7 @@ def prepare(self: ChirpLocalizer, item) -> torch.Tensor:
 @patch
 @torch.no_grad()
 def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, progress: bool = False,
-            threshold: float = 0.5) -> pd.DataFrame:
+            threshold: float | None = None) -> pd.DataFrame:
     "Chirp parameters in physical units (one column per target; `file` for file inputs) for `inputs` (see above)."
     from tqdm.auto import tqdm
     items = _prediction_items(inputs)
@@ -478,8 +479,8 @@ def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, pro
     for t in CLASS_TARGETS:  # the class, and its probability beside it
         if t in df: df.insert(df.columns.get_loc(t) + 1, f'{t}_prob', df[t])
     if 'Chirp_Type' in df: df['Chirp_Type'] = np.where(df.Chirp_Type > 0.5, 'exponential', 'linear')
-    if PRESENCE in df:  # below `threshold`: no chirp, so no chirp parameters are reported
-        df[PRESENCE] = df[PRESENCE] >= threshold
+    if PRESENCE in df:  # below `threshold` (default: the model's operating point): no chirp, so no chirp parameters
+        df[PRESENCE] = df[PRESENCE] >= (self.config.presence_threshold if threshold is None else threshold)
         df.loc[~df[PRESENCE], [t for t in self.config.targets if t != PRESENCE]] = np.nan
         if 'Chirp_Type' in df: df.loc[~df[PRESENCE], ['Chirp_Type', 'Chirp_Type_prob']] = ['', np.nan]
     names = [n for n, _ in items]

@@ -21,6 +21,7 @@ import torch
 import chirploc
 from .data import DEFAULT_TARGETS, PRESENCE, TARGET_UNITS, open_source
 from .baselines import evaluate_tracker
+from .detection import choose_threshold, detection_scores
 from .evaluate import evaluate_localizer
 from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
 from .generate import GeneratorConfig, write_dataset
@@ -83,6 +84,7 @@ class ReproConfig:
     baselines: bool = True              # run the ridge tracker (05b_baselines) on the same test split
     targets: tuple = DEFAULT_TARGETS    # what the model predicts: the paper's three, or FULL_TARGETS (+ duration, type, presence)
     p_empty: float = 0.0                # share of chirp-free samples in the data (detection); 0: the paper's data
+    max_false_alarm: float = 0.05       # a detector's operating point: chosen on the train split for at most this rate
     device: str = 'auto'
     out_dir: str = 'figures/smoke'
     work_dir: str = 'runs/smoke'
@@ -135,9 +137,12 @@ def train_model(cfg: ReproConfig, data, backbone: str):
 def evaluate_model(cfg: ReproConfig, model, data) -> tuple[dict, dict]:
     "The test split's report (as `chirploc evaluate --json`), and the prediction tables {'train', 'test'}, saved."
     bs = max(64, cfg.batch_size)
-    report, test = evaluate_localizer(model, data, 'test', batch_size=bs, workers=cfg.workers, device=cfg.device)
     _, train_ = evaluate_localizer(model, data, 'train', batch_size=bs, workers=cfg.workers, device=cfg.device,
                                    limit=cfg.eval_train)
+    if PRESENCE in model.config.targets:  # a detector: its operating point from the train split, saved with the model
+        model.config.presence_threshold = choose_threshold(*detection_scores(train_), cfg.max_false_alarm)
+        model.save_pretrained(Path(cfg.work_dir) / 'train')
+    report, test = evaluate_localizer(model, data, 'test', batch_size=bs, workers=cfg.workers, device=cfg.device)
     out = Path(cfg.work_dir) / 'eval'; out.mkdir(parents=True, exist_ok=True)
     tables = dict(train=train_, test=test)
     for split, t in tables.items(): t.to_csv(out / f'predictions_{split}.csv', index=False)
@@ -153,7 +158,7 @@ def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
     return {'ridge_tracker': report}, {'ridge tracker': table}
 
 def detection_thresholds(reports: dict) -> dict:
-    "The operating point of each baseline that detects ({figure name: threshold}), for the detection figure."
+    "The operating point of each method that detects ({figure name: threshold}; 'model' first), for the detection figure."
     return {k.replace('_', ' '): r['targets'][PRESENCE]['threshold'] for k, r in reports.items() if PRESENCE in r['targets']}
 
 def check_on_figures(cfg: ReproConfig, model) -> dict | None:
@@ -248,7 +253,7 @@ def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
     run = read_run(cfg)
     label = run_label(cfg, describe_backbone(backbone, model), run['n_train'], run['n_test'], report['inference']['device'])
     files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
-                         n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds(base_reports))
+                         n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds({'model': report, **base_reports}))
     results = build_results(cfg, backbone, note, model, history, report, commit, fig_check, files, base_reports)
     write_results(results, cfg.out_dir)
     return results
