@@ -10,6 +10,9 @@ Measures samples per second, on this machine, in this run, for
   - chirploc's matrices alone in one process (`generate_batch`),
 and the ratios to the two reference paths. Not a test: nothing here asserts a time. Targets (from the issue):
 array >= 1000x reference PNG and >= 50x reference matrix; PNG >= 10x reference PNG.
+
+One more row is a ceiling, not a generator: writing the same number of zero-filled float32 shards (1000 x 128 x 128,
+fsync'd and renamed into place as the array writer does) to the same disk. No array writer can outrun it.
 """
 import argparse
 import json
@@ -31,6 +34,16 @@ from chirploc.generate import generate_batch, write_dataset
 def rate(fn, n):
     t0 = time.perf_counter(); fn(); dt = time.perf_counter() - t0
     return n / dt, dt
+
+
+def write_zero_shards(folder, n, shard=1000):
+    "Write n zero 128x128 float32 matrices as .npy shards, each fsync'd and renamed into place (the writer's disk pattern)."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    for k in range(0, n, shard):
+        a = np.zeros((min(shard, n - k), 128, 128), np.float32)
+        tmp = folder / f'.s{k}.tmp'
+        with open(tmp, 'wb') as f: np.save(f, a); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, folder / f's{k}.npy')
 
 
 def main(quick=False, out='figures/benchmarks'):
@@ -56,6 +69,8 @@ def main(quick=False, out='figures/benchmarks'):
             lambda: write_dataset(tmp / 'png', sizes['png'], seed=0, format='png', progress=False), sizes['png'])
         res[f'chirploc array writer ({os.cpu_count()} processes)'] = rate(
             lambda: write_dataset(tmp / 'arr', sizes['array'], seed=0, format='array', progress=False), sizes['array'])
+        res['ceiling: disk writes of the same float32 shards'] = rate(lambda: write_zero_shards(tmp / 'zeros', sizes['array']),
+                                                                      sizes['array'])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ref_png = res['reference PNG (1 process)'][0]; ref_mat = res['reference matrix (1 process)'][0]
