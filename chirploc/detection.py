@@ -33,25 +33,29 @@ def fig_detection(tables: dict, thresholds: dict | None = None, label: str = '')
     "ROC curves of detectors ({name: prediction table}) with their operating points, and the first one's score histogram."
     thresholds = {name: 0.5 for name in tables} | (thresholds or {})
     fig, (ax, hx) = plt.subplots(1, 2, figsize=(10, 4))
+    n_empty = 1
     for k, (name, tab) in enumerate(tables.items()):
         score, present = detection_scores(tab)
         roc, d = roc_curve(score, present), detection_report(score, present, thresholds[name])
         auc = 'n/a' if d['roc_auc'] is None else f"{d['roc_auc']:.3f}"
         line, = ax.plot(roc.fpr, roc.tpr, '-' if k == 0 else '--', lw=1.8, label=f'{name}: AUC {auc}', drawstyle='steps-post')
+        n_empty = max(n_empty, int((~present).sum()))
         if d['false_alarm_rate'] is not None and d['detection_rate'] is not None:  # both classes present
             ax.plot(d['false_alarm_rate'], d['detection_rate'], 'o', ms=8, color=line.get_color(),
-                    label=f"  at {thresholds[name]:g}: false alarms {d['false_alarm_rate']:.3f}, detected {d['detection_rate']:.3f}")
-    ax.plot([0, 1], [0, 1], color='0.6', lw=0.8, ls=':')
-    ax.set(xlabel='false-alarm rate (chirp-free called a chirp)', ylabel='detection rate (chirps found)',
-           title='ROC, test split', xlim=(-0.01, 1), ylim=(0, 1.01))
+                    label=f"  at {thresholds[name]:.3g}: false alarms {d['false_alarm_rate']:.3f}, detected {d['detection_rate']:.3f}")
+    lo = 0.5 / n_empty  # a log axis shows the low false-alarm rates a detector is used at; 0 sits at its left edge
+    ax.plot(np.geomspace(lo, 1, 50), np.geomspace(lo, 1, 50), color='0.6', lw=0.8, ls=':', label='chance')
+    ax.set(xscale='log', xlabel='false-alarm rate (chirp-free called a chirp; log)', ylabel='detection rate (chirps found)',
+           title='ROC, test split', xlim=(lo, 1), ylim=(0, 1.01))
     ax.legend(fontsize=7, loc='lower right')
     name, tab = next(iter(tables.items()))
     score, present = detection_scores(tab)
     bins = np.linspace(0, 1, 41) if score.min() >= 0 and score.max() <= 1 else 40
     hx.hist(score[present], bins=bins, alpha=0.6, label=f'chirp ({present.sum():,})', color='C0')
     hx.hist(score[~present], bins=bins, alpha=0.6, label=f'no chirp ({(~present).sum():,})', color='C3')
-    hx.axvline(thresholds[name], color='k', lw=1, ls='--', label=f'operating point {thresholds[name]:g}')
-    hx.set(yscale='log', xlabel=f'{name}: score (P(chirp) for the model)', ylabel='count', title='Scores by truth')
+    hx.axvline(thresholds[name], color='k', lw=1, ls='--', label=f'operating point {thresholds[name]:.3g}')
+    hx.set(yscale='log', xlabel=f"{name}'s score" + (' P(chirp)' if score.min() >= 0 and score.max() <= 1 else ''),
+           ylabel='count', title='Scores by truth')
     hx.legend(fontsize=8)
     fig.suptitle('Detection: is there a chirp?' + (f' — {label}' if label else ''), fontsize=10)
     fig.tight_layout()
