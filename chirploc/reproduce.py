@@ -310,7 +310,7 @@ def _detection_rows(m: dict) -> dict:
     f = lambda v: '' if v is None else f"{v:.3f}"
     return {'ROC AUC chirp present': f(m['roc_auc']),
             'false alarms / detected (operating point)': f"{f(m['false_alarm_rate'])} / {f(m['detection_rate'])} "
-                                                          f"(at {m['threshold']:g}; {m['n_empty']:,} chirp-free)"}
+                                                          f"(at {m['threshold']:.3g}; {m['n_empty']:,} chirp-free)"}
 
 def _baseline_column(b: dict) -> dict:
     c = {'backbone': 'none (no learning)', 'training time': 'none'}
