@@ -504,7 +504,7 @@ class ChirpSource:
     def title_index(self, i: int) -> int: return int(i) + 1
     def figure(self, i: int) -> Image.Image:
         "The ChirpLoc100K figure of sample `i` (drawn with matplotlib for matrix sources)."
-        return render_figure(self.matrix(i), self.title_index(i), self.labels['Chirp_Type'].iloc[i] or 'no', self.cfg)
+        return render_figure(self.matrix(i), self.title_index(i), self.labels['Chirp_Type'].iloc[i], self.cfg)
     def input(self, i: int, fmt='rgb224') -> np.ndarray:
         "Network input (C, H, W) float32 of sample `i` (0-based) in format `fmt`."
         fmt = InputFormat.parse(fmt)

@@ -50,11 +50,12 @@ def fig_detection(tables: dict, thresholds: dict | None = None, label: str = '')
     ax.legend(fontsize=7, loc='lower right')
     name, tab = next(iter(tables.items()))
     score, present = detection_scores(tab)
-    bins = np.linspace(0, 1, 41) if score.min() >= 0 and score.max() <= 1 else 40
+    prob = score.min() >= 0 and score.max() <= 1
+    bins = np.linspace(0, 1, 41) if prob else 40
     hx.hist(score[present], bins=bins, alpha=0.6, label=f'chirp ({present.sum():,})', color='C0')
     hx.hist(score[~present], bins=bins, alpha=0.6, label=f'no chirp ({(~present).sum():,})', color='C3')
     hx.axvline(thresholds[name], color='k', lw=1, ls='--', label=f'operating point {thresholds[name]:.3g}')
-    hx.set(yscale='log', xlabel=f"{name}'s score" + (' P(chirp)' if score.min() >= 0 and score.max() <= 1 else ''),
+    hx.set(yscale='log', xlabel=f"{name}'s score" + (' P(chirp)' if prob else ''),
            ylabel='count', title='Scores by truth')
     hx.legend(fontsize=8)
     fig.suptitle('Detection: is there a chirp?' + (f' — {label}' if label else ''), fontsize=10)

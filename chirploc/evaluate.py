@@ -24,17 +24,21 @@ __all__ = ['roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'def
            'evaluate_cli', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c006
+def _scored(score, present) -> tuple[np.ndarray, np.ndarray]:
+    "Scores as floats and labels (1 / 0, True / False, or 0 / 1 after a float round trip) as booleans."
+    return np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
+
 def roc_auc(score, present) -> float | None:
     "Area under the ROC curve of `score` for labels `present` (1 / 0): P(score of a chirp > score of noise), ties half; None with one class."
     from scipy.stats import rankdata
-    score, present = np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
+    score, present = _scored(score, present)
     n1, n0 = int(present.sum()), int((~present).sum())
     if not n1 or not n0: return None
     return float((rankdata(score)[present].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))  # Mann-Whitney U / (n1 n0)
 
 def roc_curve(score, present) -> pd.DataFrame:
     "The ROC curve: false-alarm rate (fpr) and detection rate (tpr) when 'a chirp' means score >= threshold, per threshold."
-    score, present = np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
+    score, present = _scored(score, present)
     order = np.argsort(-score, kind='stable')
     s, p = score[order], present[order]
     last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last sample of each distinct score
@@ -44,7 +48,7 @@ def roc_curve(score, present) -> pd.DataFrame:
 
 def detection_report(score, present, threshold: float = 0.5) -> dict:
     "Chirp detection at `threshold` (a chirp when score >= threshold): accuracy, ROC AUC, false-alarm and detection rates."
-    score, present = np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
+    score, present = _scored(score, present)
     said = score >= threshold
     rate = lambda a: float(a.mean()) if len(a) else None
     return dict(accuracy=float((said == present).mean()), roc_auc=roc_auc(score, present),
@@ -139,7 +143,7 @@ def describe_chirp(p) -> str:
     have = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))
     prob = g('Chirp_Type_prob')                     # a prediction's P(exponential), when the model predicts the type
     present, p_chirp = g(PRESENCE), g(f'{PRESENCE}_prob')  # a detector's decision and P(chirp)
-    if have(present) and not bool(float(present) >= 0.5 if not isinstance(present, (bool, np.bool_)) else present):
+    if have(present) and float(present) < 0.5:  # False, or a 0 label
         return 'No chirp' + (f" (probability of a chirp {p_chirp:.2f})" if have(p_chirp) else '') + '.'
     if have(kind) and not isinstance(kind, str): kind = 'exponential' if float(kind) > 0.5 else 'linear'  # 1 / 0 labels
     if have(f0) and have(f1): trend = 'rising' if f1 - f0 > 0.5 else 'falling' if f0 - f1 > 0.5 else 'steady'

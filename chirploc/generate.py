@@ -262,7 +262,7 @@ class FigureRenderer:
         with self._style():
             self.im.set_data(S)
             self.im.set_clim(S.min(), S.max())  # what imshow's autoscaling picks for a fresh figure
-            self.title.set_text(f"Synthetic Spectrogram {index} ({chirp_type} chirp)")
+            self.title.set_text(f"Synthetic Spectrogram {index} ({chirp_type or 'no'} chirp)")  # '': a chirp-free sample
             if not self.blit: self.canvas.draw()
             else:
                 self.canvas.restore_region(self.background)
@@ -296,14 +296,20 @@ def _atomic_write_text(path: Path, text: str):
 
 def _shard_name(k: int) -> str: return f"spectrograms_{k:05d}.npy"
 
+def _atomic_save(path: Path, a: np.ndarray):
+    "Write array `a` to `path` as .npy: a temporary file, fsync'd, renamed into place (never a torn shard)."
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, 'wb') as f: np.save(f, a); f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, path)
+
 def _work_png(args):
     "Worker: render samples [start, stop) of the dataset as figures in `out`."
     out, start, stop, seed, cfgd = args
     cfg = GeneratorConfig.from_dict(cfgd)
     r = _renderer(cfg)
     S, lab = generate_batch(range(start, stop), seed, cfg, dtype=np.float64)
-    for j, (s, kind) in enumerate(zip(S, lab.Chirp_Type)):  # a chirp-free sample is titled '(no chirp)'
-        r.save(s, start + j + 1, kind or 'no', Path(out) / f"spectrogram_{start + j + 1}.png")
+    for j, (s, kind) in enumerate(zip(S, lab.Chirp_Type)):
+        r.save(s, start + j + 1, kind, Path(out) / f"spectrogram_{start + j + 1}.png")
     return start, stop, labels_csv_lines(lab)
 
 def _work_array(args):
@@ -315,10 +321,7 @@ def _work_array(args):
     for s in range(start, stop, 64):  # small batches: the float64 intermediates stay in cache
         S[s - start:min(s + 64, stop) - start], lab = generate_batch(range(s, min(s + 64, stop)), seed, cfg)
         lines.append(labels_csv_lines(lab))
-    path = Path(out) / _shard_name(k)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, 'wb') as f: np.save(f, S); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _atomic_save(Path(out) / _shard_name(k), S)
     return start, stop, ''.join(lines)
 
 _RENDERERS = {}

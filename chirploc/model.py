@@ -343,7 +343,7 @@ class ChirpLocalizer(nn.Module):
             out = (w * self.head(h)).sum(1)
             if self.class_head is None: return out
             # a class (type, presence) is not a position: an MLP on the features pooled with the class's weights
-            cls = [j for j, t in enumerate(self.config.targets) if t in CLASS_TARGETS]
+            cls = self.class_columns
             logits = self.class_head(torch.einsum('bpk,bpd->bkd', w[..., cls], h)).diagonal(dim1=1, dim2=2)
             cols = {j: logits[:, i] for i, j in enumerate(cls)}
             return torch.stack([cols.get(j, out[:, j]) for j in range(out.shape[1])], 1)

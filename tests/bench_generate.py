@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chirploc.generate import generate_batch, write_dataset
+from chirploc.generate import _atomic_save, generate_batch, write_dataset
 
 
 def rate(fn, n):
@@ -37,13 +37,10 @@ def rate(fn, n):
 
 
 def write_zero_shards(folder, n, shard=1000):
-    "Write n zero 128x128 float32 matrices as .npy shards, each fsync'd and renamed into place (the writer's disk pattern)."
+    "Write n zero 128x128 float32 matrices as .npy shards with the array writer's own shard writer (fsync, rename)."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     for k in range(0, n, shard):
-        a = np.zeros((min(shard, n - k), 128, 128), np.float32)
-        tmp = folder / f'.s{k}.tmp'
-        with open(tmp, 'wb') as f: np.save(f, a); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, folder / f's{k}.npy')
+        _atomic_save(folder / f's{k}.npy', np.zeros((min(shard, n - k), 128, 128), np.float32))
 
 
 def main(quick=False, out='figures/benchmarks'):
