@@ -11,9 +11,10 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import pandas as pd
 
-from .data import DEFAULT_TARGETS, PRESENCE, open_source, target_array
-from .evaluate import detection_report, prediction_table, regression_report, split_indices
-from .generate import GeneratorConfig
+from .data import open_source
+from .evaluate import detection_report, prediction_table, regression_report
+from .generate import PRESENCE, GeneratorConfig
+from .labels import DEFAULT_TARGETS, split_indices, target_array
 
 # %% auto #0
 __all__ = ['TRACKER_TARGETS', 'RidgeTracker', 'evaluate_tracker']

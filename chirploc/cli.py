@@ -9,8 +9,6 @@ __all__ = ['COMMANDS', 'main']
 import importlib
 import sys
 
-from fastcore.script import anno_parser
-
 COMMANDS = {
     'generate': ('chirploc.generate', 'generate_cli', 'make a synthetic chirp spectrogram dataset (PNG figures or arrays)'),
     'train': ('chirploc.train', 'train_cli', 'train a chirp localizer'),
@@ -18,6 +16,7 @@ COMMANDS = {
     'predict': ('chirploc.evaluate', 'predict_cli', 'describe the chirp in spectrogram images or matrices'),
     'reproduce': ('chirploc.reproduce', 'reproduce_cli', 'the whole paper: data, training, evaluation, figures, results.json'),
     'results': ('chirploc.reproduce', 'results_cli', "the results table: the paper's values beside results.json files"),
+    'compare': ('chirploc.reproduce', 'compare_cli', "a rerun's results.json against a committed one, within the stated tolerances"),
 }
 
 def _usage() -> str:
@@ -37,9 +36,7 @@ def main(argv=None):
     try: fn = getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError):
         print(f"chirploc: command {name!r} is not available in this version", file=sys.stderr); return 2
-    raw = getattr(fn, '__wrapped__', fn)    # the function under fastcore's call_parse
-    args = anno_parser(raw, prog=f'chirploc {name}').parse_args(rest)
-    result = raw(**{k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')})  # fastcore's extra flags
+    result = fn(rest)
     return result if isinstance(result, int) else 0
 
 # %% ../nbs/09_cli.ipynb #09c005

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 
-from .data import PRESENCE
+from .core import pyplot
 from .evaluate import detection_report, roc_curve
+from .generate import PRESENCE
 
 # %% auto #0
 __all__ = ['choose_threshold', 'detection_scores', 'fig_detection']
@@ -31,6 +31,7 @@ def detection_scores(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def fig_detection(tables: dict, thresholds: dict | None = None, label: str = ''):
     "ROC curves of detectors ({name: prediction table}) with their operating points, and the first one's score histogram."
+    plt = pyplot()
     thresholds = {name: 0.5 for name in tables} | (thresholds or {})
     fig, (ax, hx) = plt.subplots(1, 2, figsize=(10, 4))
     n_empty = 1

@@ -14,14 +14,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import DataError, ChirpDataset, make_loader, open_source, paper_split, PRESENCE, TARGET_UNITS
+from .data import ChirpDataset, make_loader, open_source
+from .generate import PRESENCE
+from .labels import TARGET_UNITS, DataError, split_indices
 from .model import CLASS_TARGETS, ChirpLocalizer
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
 # %% auto #0
 __all__ = ['roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'default_model_dir', 'load_localizer',
-           'split_indices', 'evaluate_localizer', 'prediction_table', 'error_frame', 'describe_chirp', 'format_report',
-           'evaluate_cli', 'predict_cli']
+           'evaluate_localizer', 'prediction_table', 'error_frame', 'describe_chirp', 'format_report',
+           'evaluate_parser', 'evaluate_cli', 'predict_parser', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c006
 def _scored(score, present) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +86,6 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
     return ChirpLocalizer.from_pretrained(folder, device=pick_device(device))
 
 # %% ../nbs/05_evaluate.ipynb #05c013
-def split_indices(n: int, split: str = 'all', limit: int | None = None) -> np.ndarray:
-    "Sample indices of `split` (all | test | train, the paper's split) of an n-sample dataset; the first `limit` of them."
-    if split not in ('all', 'test', 'train'): raise ValueError(f"split must be all, test or train, not {split!r}")
-    idx = np.arange(n) if split == 'all' else paper_split(n)[split == 'test']
-    return idx if limit is None else idx[:limit]  # the split is already shuffled: its first samples are a fair sample
-
 def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, workers: int | None = 0,
                        device='auto', progress: bool = False, limit: int | None = None, threshold: float | None = None):
     "(report, predictions) of localizer `model` on dataset `data` (a folder or a ChirpSource); `split`: all | test | train."
@@ -160,7 +156,7 @@ def describe_chirp(p) -> str:
     return s + (f" ({'; '.join(notes)})" if notes else '') + '.'
 
 # %% ../nbs/05_evaluate.ipynb #05c023
-from fastcore.script import Param, call_parse, store_true
+import argparse
 
 def _fail(cmd: str, e: Exception):
     print(f"chirploc {cmd}: {e}", file=sys.stderr)
@@ -181,43 +177,49 @@ def format_report(report: dict) -> str:
     lines.append(f"inference: {i['images']} images in {i['seconds']:.2f} s ({i['images_per_s']:.1f} images/s) on {i['device']}")
     return '\n'.join(lines)
 
-@call_parse
-def evaluate_cli(
-    data: Param("dataset folder: ChirpLoc100K layout (spectrogram_{i}.png + labels.csv) or a chirploc array folder", str) = None,
-    model: Param("localizer folder (save_pretrained); default: the shipped default model", str) = None,
-    json: Param("print one JSON object", store_true) = False,
-    split: Param("all (default), or the paper's test or train split", str) = 'all',
-    batch_size: Param("batch size", int) = 64,
-    workers: Param("data loader worker processes", int) = 0,
-    device: Param("auto, cpu, cuda, ...", str) = 'auto',
-):
-    "Evaluate a chirp localizer on a dataset folder: Pearson r, MAE, RMSE per target and inference speed."
-    import json as _json
-    if data is None: _fail('evaluate', ValueError('--data DIR is required'))
-    try: report, _ = evaluate_localizer(model, data, split=split, batch_size=batch_size, workers=workers, device=device)
-    except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('evaluate', e)
-    print(_json.dumps(report) if json else format_report(report))
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='chirploc evaluate', description="Evaluate a chirp localizer on a dataset folder: "
+                                "Pearson r, MAE, RMSE per target and inference speed.")
+    p.add_argument('--data', required=True, help='dataset folder: ChirpLoc100K layout (spectrogram_{i}.png + labels.csv) or a chirploc array folder')
+    p.add_argument('--model', help='localizer folder (save_pretrained); default: the shipped default model')
+    p.add_argument('--json', action='store_true', help='print one JSON object')
+    p.add_argument('--split', default='all', choices=('all', 'test', 'train'), help="all (default), or the paper's test or train split")
+    p.add_argument('--batch_size', type=int, default=64, help='batch size')
+    p.add_argument('--workers', type=int, default=0, help='data loader worker processes')
+    p.add_argument('--device', default='auto', help='auto, cpu, cuda, ...')
+    return p
 
-@call_parse
-def predict_cli(
-    inputs: Param("PNG files or folders of PNGs (ChirpLoc100K figures), or .npy spectrogram matrices", str, nargs='+'),
-    model: Param("localizer folder (save_pretrained); default: the shipped default model", str) = None,
-    json: Param("print JSON (one object per input)", store_true) = False,
-    batch_size: Param("batch size", int) = 64,
-    device: Param("auto, cpu, cuda, ...", str) = 'auto',
-):
-    "Describe the chirp in each spectrogram image or matrix, in one plain sentence."
-    import json as _json
-    if not inputs: _fail('predict', ValueError('give at least one PNG file or folder'))
+def evaluate_cli(argv=None):
+    "`chirploc evaluate`: Pearson r, MAE, RMSE per target and inference speed on a dataset folder."
+    import json
+    a = evaluate_parser().parse_args(argv)
+    try: report, _ = evaluate_localizer(a.model, a.data, split=a.split, batch_size=a.batch_size, workers=a.workers, device=a.device)
+    except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('evaluate', e)
+    print(json.dumps(report) if a.json else format_report(report))
+
+def predict_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='chirploc predict', description="Describe the chirp in each spectrogram image or "
+                                "matrix, in one plain sentence.")
+    p.add_argument('inputs', nargs='+', help='PNG files or folders of PNGs (ChirpLoc100K figures), or .npy spectrogram matrices')
+    p.add_argument('--model', help='localizer folder (save_pretrained); default: the shipped default model')
+    p.add_argument('--json', action='store_true', help='print JSON (one object per input)')
+    p.add_argument('--batch_size', type=int, default=64, help='batch size')
+    p.add_argument('--device', default='auto', help='auto, cpu, cuda, ...')
+    return p
+
+def predict_cli(argv=None):
+    "`chirploc predict`: one sentence (or JSON object) per spectrogram."
+    import json
+    a = predict_parser().parse_args(argv)
     try:
-        m = load_localizer(model, device)
+        m = load_localizer(a.model, a.device)
         parts = []
-        for p in inputs:
+        for p in a.inputs:
             if str(p).endswith('.npy'):
-                a = np.load(p, allow_pickle=False)
-                d = m.predict(a, batch_size=batch_size)
-                d.insert(0, 'file', [p] if a.ndim == 2 else [f"{p}[{i}]" for i in range(len(d))])
-            else: d = m.predict(p, batch_size=batch_size)
+                x = np.load(p, allow_pickle=False)
+                d = m.predict(x, batch_size=a.batch_size)
+                d.insert(0, 'file', [p] if x.ndim == 2 else [f"{p}[{i}]" for i in range(len(d))])
+            else: d = m.predict(p, batch_size=a.batch_size)
             parts.append(d)
         df = pd.concat(parts, ignore_index=True)
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('predict', e)
@@ -227,6 +229,6 @@ def predict_cli(
     extra = [f'{t}_prob' for t in targets if t in CLASS_TARGETS]
     rows = [dict(file=r['file'], **{t: value(r, t) for t in targets}, **{c: num(r[c]) for c in extra},
                  description=describe_chirp(r)) for _, r in df.iterrows()]
-    if json: print(_json.dumps(rows if len(rows) > 1 else rows[0]))
+    if a.json: print(json.dumps(rows if len(rows) > 1 else rows[0]))
     else:
         for r in rows: print(f"{r['file']}: {r['description']}")

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import matplotlib
-import matplotlib.pyplot as plt
-import seaborn as sns
 
-from .data import DEFAULT_TARGETS, PRESENCE, TARGET_UNITS, open_source
+from .core import atomic_write, pyplot, save_figure
+from .data import open_source
+from .generate import PRESENCE
+from .labels import DEFAULT_TARGETS, TARGET_UNITS
 from .detection import fig_detection
 from .evaluate import describe_chirp, error_frame
 from .generate import GeneratorConfig
@@ -38,6 +39,7 @@ PAPER_STYLE = dict(color='0.45', lw=1.2, ls=':')
 
 def target_colors(targets=DEFAULT_TARGETS) -> dict:
     "One colour per target, the same in every figure."
+    import seaborn as sns
     pal = sns.color_palette('colorblind', 10)
     order = list(DEFAULT_TARGETS) + ['Chirp_Duration', 'Chirp_Type']
     return {t: pal[order.index(t) if t in order else (5 + i) % 10] for i, t in enumerate(targets)}
@@ -74,6 +76,7 @@ def _epoch_axis(ax, history):
 # %% ../nbs/06_figures.ipynb #06c012
 def fig_loss(history: pd.DataFrame, split: str = 'train', marks: dict | None = None, paper: bool = True, label: str = ''):
     "Fig. 3 (`split='train'`) or Fig. 4 (`'test'`): the loss per epoch, best epoch and early stop marked."
+    plt = pyplot()
     marks = marks or run_marks(history)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(history.epoch, history[f'{split}_loss'], 'o-' if split == 'train' else 's--', color='C0' if split == 'train' else 'C1',
@@ -95,6 +98,7 @@ def fig_loss(history: pd.DataFrame, split: str = 'train', marks: dict | None = N
 # %% ../nbs/06_figures.ipynb #06c016
 def fig_correlations(history: pd.DataFrame, marks: dict | None = None, paper: bool = True, label: str = ''):
     "Fig. 5: Pearson r on the test split per epoch, one line per target."
+    plt = pyplot()
     marks = marks or run_marks(history)
     targets, colors = _targets_of(history), target_colors(_targets_of(history))
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -115,6 +119,7 @@ def fig_correlations(history: pd.DataFrame, marks: dict | None = None, paper: bo
 # %% ../nbs/06_figures.ipynb #06c019
 def fig_inference(history: pd.DataFrame, marks: dict | None = None, paper: bool = True, label: str = '', n_test: int | None = None):
     "Fig. 6: seconds per pass over the test set, and images per second, per epoch."
+    plt = pyplot()
     marks = marks or run_marks(history)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
     a1.plot(history.epoch, history.infer_s, 'o-', color='C2', label='this run' + (f' ({n_test:,} images)' if n_test else ''))
@@ -133,6 +138,7 @@ def fig_inference(history: pd.DataFrame, marks: dict | None = None, paper: bool 
 # %% ../nbs/06_figures.ipynb #06c022
 def fig_error_histograms(tables: dict, bins: int = 60, label: str = ''):
     "Fig. 7: histograms of prediction errors per target, for each split in `tables` ({'train': df, 'test': df})."
+    plt = pyplot()
     err = error_frame(tables)
     targets = [t for t in dict.fromkeys(err.target) if t not in CLASS_TARGETS]  # a class has no error in units
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), squeeze=False)
@@ -152,6 +158,7 @@ def fig_error_histograms(tables: dict, bins: int = 60, label: str = ''):
 # %% ../nbs/06_figures.ipynb #06c025
 def fig_scatter(table: pd.DataFrame, label: str = '', max_points: int = 5000, seed: int = 0):
     "Predicted against true per target (test split), identity line, r and MAE."
+    plt = pyplot()
     targets = [c[5:] for c in table.columns if c.startswith('pred_') and c[5:] not in CLASS_TARGETS]
     colors = target_colors(targets)
     t = table.sample(min(len(table), max_points), random_state=seed) if len(table) > max_points else table
@@ -193,6 +200,7 @@ def example_table(examples: pd.DataFrame) -> pd.DataFrame:
 
 def fig_examples(examples: pd.DataFrame, source, cfg: GeneratorConfig | None = None, label: str = ''):
     "Fig. 8: the spectrograms of `examples` (rows of a prediction table) with true (o) and predicted (x) start and end."
+    plt = pyplot()
     cfg = cfg or GeneratorConfig()
     src = open_source(source)
     fig, axes = plt.subplots(1, len(examples), figsize=(3.3 * len(examples), 3.3), squeeze=False)
@@ -217,6 +225,7 @@ def fig_examples(examples: pd.DataFrame, source, cfg: GeneratorConfig | None = N
 # %% ../nbs/06_figures.ipynb #06c030
 def fig_error_by_duration(tables: dict, targets=DEFAULT_TARGETS, bins=(0, 2, 4, 7, 10, 15), label: str = ''):
     "Median |error| per duration bin and target, one line per method ({'model': prediction table, 'ridge tracker': ...})."
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.3), squeeze=False)
     for ax, t in zip(axes[0], targets):
         for k, (name, tab) in enumerate(tables.items()):
@@ -234,6 +243,7 @@ def fig_error_by_duration(tables: dict, targets=DEFAULT_TARGETS, bins=(0, 2, 4, 
 # %% ../nbs/06_figures.ipynb #06c033
 def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols: int = 4, label: str = ''):
     "The first `n` spectrograms of a dataset, each titled with its chirp."
+    plt = pyplot()
     cfg = cfg or GeneratorConfig()
     src = open_source(source)
     n = min(n, len(src)); rows = -(-n // cols)
@@ -266,8 +276,8 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def make_figures(history: pd.DataFrame, tables: dict, source, out_dir, label: str = '', marks: dict | None = None,
                  n_test: int | None = None, n_examples: int = 5, seed: int = 0, dpi: int = 110, paper: bool = True,
-                 baselines: dict | None = None, thresholds: dict | None = None) -> dict:
-    "Draw every figure of a run into `out_dir`; returns {file name: path}. `tables`: {'train': df, 'test': df}; `baselines`: {name: test-split table}."
+                 baselines: dict | None = None, thresholds: dict | None = None, provenance: dict | None = None) -> dict:
+    "Draw every figure of a run into `out_dir` (each PNG carrying `provenance`, see `chirploc.core.save_figure`); returns {file name: path}."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     marks = marks or run_marks(history)
     ex = pick_examples(tables['test'], n_examples, seed)
@@ -286,9 +296,9 @@ def make_figures(history: pd.DataFrame, tables: dict, source, out_dir, label: st
     paths = {}
     for name, fig in figs.items():
         noisy = name in ('fig8_examples.png', 'samples.png')  # noise images: lower resolution keeps the files small
-        fig.savefig(out / name, dpi=min(dpi, 80) if noisy else dpi); plt.close(fig); paths[name] = out / name
+        paths[name] = save_figure(fig, out / name, provenance, dpi=min(dpi, 80) if noisy else dpi)
     table = example_table(ex)
-    table.to_csv(out / 'fig8_examples.csv', index=False)
-    (out / 'fig8_examples.md').write_text(markdown_table(table))
+    atomic_write(out / 'fig8_examples.csv', table.to_csv(index=False))
+    atomic_write(out / 'fig8_examples.md', markdown_table(table))
     paths['fig8_examples.md'] = out / 'fig8_examples.md'
     return paths

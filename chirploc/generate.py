@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 import multiprocessing as mp
 
@@ -18,11 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
+from .core import Config, atomic_write
+
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'GeneratorConfig', 'empty_spectrograms',
            'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps', 'chirp_bins',
            'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'generate_batch', 'png_bytes', 'FigureRenderer',
-           'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_cli']
+           'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser',
+           'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -32,7 +34,7 @@ LABELS_FILE = 'labels.csv'
 PRESENCE = 'Chirp_Present'  # the extra label column of a dataset with chirp-free samples (1 = a chirp, 0 = noise only)
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(Config):
     "Settings of the synthetic spectrogram generator (the reference's defaults)."
     duration: float = 60.0           # window length (s)
     max_chirp_duration: float = 15.0  # longest chirp (s); start times are drawn from [0, duration - max_chirp_duration]
@@ -52,11 +54,6 @@ class GeneratorConfig:
         d = asdict(self)
         if not d['p_empty']: del d['p_empty']
         return d
-    @classmethod
-    def from_dict(cls, d):
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown generator settings: {sorted(unknown)}")
-        return cls(**d)
 
 # %% ../nbs/01_generate.ipynb #01c009
 def empty_spectrograms(n: int, cfg: GeneratorConfig | None = None) -> np.ndarray:
@@ -272,11 +269,15 @@ class FigureRenderer:
 
     def save(self, S: np.ndarray, index: int, chirp_type: str, path):
         "Write the figure of `S` to `path` as PNG, atomically (a temporary file renamed into place)."
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(png_bytes(self(S, index, chirp_type)))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, png_bytes(self(S, index, chirp_type)), fsync=False)  # 100,000 small files: no fsync
+
+_RENDERERS = {}
+def figure_renderer(cfg: GeneratorConfig | None = None) -> FigureRenderer:
+    "This process's FigureRenderer for `cfg`, made once (setting up a matplotlib figure costs more than drawing one)."
+    cfg = cfg or GeneratorConfig()
+    key = json.dumps(cfg.to_dict(), sort_keys=True)
+    if key not in _RENDERERS: _RENDERERS[key] = FigureRenderer(cfg)
+    return _RENDERERS[key]
 
 # %% ../nbs/01_generate.ipynb #01c037
 def _fmt(x) -> str: return '' if x != x else repr(float(x))  # NaN (a chirp-free sample): an empty field
@@ -289,24 +290,13 @@ def labels_csv_lines(labels: pd.DataFrame) -> str:
     return ''.join(f"{_fmt(r[0])},{_fmt(r[1])},{_fmt(r[2])},{_fmt(r[3])},{r[4]}\n"
                    for r in labels[LABEL_COLUMNS].itertuples(index=False))
 
-def _atomic_write_text(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, 'w') as f: f.write(text); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 def _shard_name(k: int) -> str: return f"spectrograms_{k:05d}.npy"
-
-def _atomic_save(path: Path, a: np.ndarray):
-    "Write array `a` to `path` as .npy: a temporary file, fsync'd, renamed into place (never a torn shard)."
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, 'wb') as f: np.save(f, a); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 def _work_png(args):
     "Worker: render samples [start, stop) of the dataset as figures in `out`."
     out, start, stop, seed, cfgd = args
     cfg = GeneratorConfig.from_dict(cfgd)
-    r = _renderer(cfg)
+    r = figure_renderer(cfg)
     S, lab = generate_batch(range(start, stop), seed, cfg, dtype=np.float64)
     for j, (s, kind) in enumerate(zip(S, lab.Chirp_Type)):
         r.save(s, start + j + 1, kind, Path(out) / f"spectrogram_{start + j + 1}.png")
@@ -321,14 +311,10 @@ def _work_array(args):
     for s in range(start, stop, 64):  # small batches: the float64 intermediates stay in cache
         S[s - start:min(s + 64, stop) - start], lab = generate_batch(range(s, min(s + 64, stop)), seed, cfg)
         lines.append(labels_csv_lines(lab))
-    _atomic_save(Path(out) / _shard_name(k), S)
+    atomic_write(Path(out) / _shard_name(k), lambda f: np.save(f, S))
     return start, stop, ''.join(lines)
 
-_RENDERERS = {}
-def _renderer(cfg):
-    key = json.dumps(cfg.to_dict(), sort_keys=True)
-    if key not in _RENDERERS: _RENDERERS[key] = FigureRenderer(cfg)
-    return _RENDERERS[key]
+
 
 # %% ../nbs/01_generate.ipynb #01c038
 class DatasetMismatch(ValueError):
@@ -405,10 +391,10 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
         meta['shards'] = [_shard_name(k) for k in range(math.ceil(n / shard_size))]
         if old and old.get('n') != n and old.get('n', 0) % shard_size:
             done = min(done, old['n'] - old['n'] % shard_size)  # the old last shard was short: rewrite it
-    _atomic_write_text(out / META_FILE, json.dumps(meta, indent=1))
+    atomic_write(out / META_FILE, json.dumps(meta, indent=1))
     labels_path = out / LABELS_FILE
     head = ','.join(label_columns(cfg)) + '\n'
-    _atomic_write_text(labels_path, head + labels_csv_lines(sample_chirps(range(done), seed, cfg)))  # drop torn rows
+    atomic_write(labels_path, head + labels_csv_lines(sample_chirps(range(done), seed, cfg)))  # drop torn rows
     jobs = [(str(out), s, min(s + step, n), int(seed), cfg.to_dict()) + ((s // shard_size,) if format == 'array' else ())
             for s in range(done, n, step)]
     work = _work_array if format == 'array' else _work_png
@@ -427,27 +413,30 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
                 for done_job in ex.map(work, jobs): finish(*done_job)
     bar.close()
     meta['complete'] = True
-    _atomic_write_text(out / META_FILE, json.dumps(meta, indent=1))
+    atomic_write(out / META_FILE, json.dumps(meta, indent=1))
     return out
 
 # %% ../nbs/01_generate.ipynb #01c051
-from fastcore.script import call_parse, Param, store_true
+import argparse
 
-@call_parse
-def generate_cli(
-    n: Param("number of samples", int) = 1000,
-    format: Param("'png' (ChirpLoc100K figures) or 'array' (float32 shards for training)", str) = 'png',
-    seed: Param("dataset seed: sample i is drawn from np.random.default_rng([seed, i])", int) = 0,
-    out: Param("output folder (created; rerun the same command to resume)", str) = 'data/chirps',
-    workers: Param("worker processes (default: all cores)", int) = None,
-    shard_size: Param("samples per shard (array format)", int) = 1000,
-    p_empty: Param("share of chirp-free (noise only) samples, for detection; adds a Chirp_Present column", float) = 0.0,
-    quiet: Param("no progress bar", store_true) = False,
-):
-    "Generate a synthetic chirp spectrogram dataset (paper Appendix A1)."
+def generate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='chirploc generate', description='Generate a synthetic chirp spectrogram dataset (paper Appendix A1).')
+    p.add_argument('--n', type=int, default=1000, help='number of samples')
+    p.add_argument('--format', default='png', choices=('png', 'array'), help="png (ChirpLoc100K figures) or array (float32 shards for training)")
+    p.add_argument('--seed', type=int, default=0, help='dataset seed: sample i is drawn from np.random.default_rng([seed, i])')
+    p.add_argument('--out', default='data/chirps', help='output folder (created; rerun the same command to resume)')
+    p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
+    p.add_argument('--shard_size', type=int, default=1000, help='samples per shard (array format)')
+    p.add_argument('--p_empty', type=float, default=0.0, help='share of chirp-free (noise only) samples, for detection; adds a Chirp_Present column')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True, help='progress bar')
+    return p
+
+def generate_cli(argv=None):
+    "`chirploc generate`: write a dataset folder, or finish an interrupted one."
+    a = generate_parser().parse_args(argv)
     try:
-        path = write_dataset(out, n, seed=seed, format=format, cfg=GeneratorConfig(p_empty=p_empty), workers=workers,
-                             shard_size=shard_size, progress=not quiet)
+        path = write_dataset(a.out, a.n, seed=a.seed, format=a.format, cfg=GeneratorConfig(p_empty=a.p_empty),
+                             workers=a.workers, shard_size=a.shard_size, progress=a.progress)
     except ValueError as e:
         raise SystemExit(f"chirploc generate: {e}")
-    print(f"wrote {n} samples ({format}, seed {seed}{f', {p_empty:.0%} chirp-free' if p_empty else ''}) to {path}")
+    print(f"wrote {a.n} samples ({a.format}, seed {a.seed}{f', {a.p_empty:.0%} chirp-free' if a.p_empty else ''}) to {path}")

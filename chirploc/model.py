@@ -11,7 +11,7 @@ import re
 import socket
 import threading
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,11 +22,14 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .data import DEFAULT_TARGETS, PRESENCE, InputFormat, LabelScaler, check_targets, prepare_input
+from .core import Config, option
+from .generate import PRESENCE
+from .inputs import InputFormat, prepare_input
+from .labels import DEFAULT_TARGETS, LabelScaler, check_targets
 
 # %% auto #0
-__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'LocalizerConfig', 'BackboneUnavailable', 'hub_reachable',
-           'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
+__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'ModelOptions', 'LocalizerConfig', 'BackboneUnavailable',
+           'hub_reachable', 'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
            'regression_head', 'conv_stem', 'add_coords', 'ChirpLocalizer', 'count_parameters']
 
 # %% ../nbs/03_model.ipynb #03c006
@@ -59,15 +62,23 @@ SCRATCH_CONFIGS = {
 CLASS_TARGETS = ('Chirp_Type', PRESENCE)  # classes: a logit each, trained with binary cross-entropy (see below)
 
 @dataclass
-class LocalizerConfig:
-    "What defines a `ChirpLocalizer`; fields left `None` are resolved when the model is built."
-    backbone: str = PAPER_BACKBONE      # hub id | local ViT folder | key of SCRATCH_CONFIGS | 'scratch' (with vit_config)
+class ModelOptions(Config):
+    "The localizer settings a user chooses: `chirploc train`'s and the reproduction's model options (LocalizerConfig resolves the rest)."
+    backbone: str = option(PAPER_BACKBONE, "hub id, local ViT folder (save_pretrained), or a named from-scratch configuration")
+    targets: tuple = option(DEFAULT_TARGETS, 'label columns to predict, in order')
+    input_format: str | dict | None = option(None, 'rgb224, matrix or matrix-from-figure (default: rgb224; matrix for 1-channel from-scratch models)')
+    use_lora: bool | None = option(None, 'LoRA adapters on the backbone (default: on for pretrained backbones, off from scratch)')
+    stem: tuple | None = option(None, "from scratch: channels of a stride-2 conv stem, e.g. 16,32,64 (default: the backbone's)")
+    coords: bool | None = option(None, "from scratch: add time and frequency coordinate channels (default: the backbone's)")
+    pooling: str | None = option(None, "what the head reads: cls (the paper), mean, or soft (soft-argmax over patches); default: the backbone's")
+    image_size: int | None = option(None, 'input side in pixels (from scratch; default: the backbone\'s)')
+
+@dataclass
+class LocalizerConfig(ModelOptions):
+    "What defines a `ChirpLocalizer`: the `ModelOptions`, and what is resolved when the model is built (fields left `None`)."
     vit_config: dict | None = None      # full ViTConfig dict (resolved; or given, with backbone='scratch')
     pretrained: bool | None = None      # resolved: do the backbone weights come from a pretrained model
-    image_size: int | None = None       # input side in pixels (resolved; an override for from-scratch backbones)
     num_channels: int | None = None     # input channels (resolved; an override for from-scratch backbones)
-    input_format: str | dict | None = None  # chirploc.data InputFormat name or dict; resolved to a dict sized for the model
-    use_lora: bool | None = None        # resolved: True for pretrained backbones, False from scratch (all weights train)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
@@ -75,11 +86,7 @@ class LocalizerConfig:
     lora_targets: tuple = ('query', 'value')  # which projections, by role; names are resolved from the model
     lora_modules: list | None = None    # resolved: module names that get adapters ('q_proj', 'v_proj' in transformers 5)
     head_dims: tuple = (256, 128)       # hidden widths of the regression head
-    targets: tuple = DEFAULT_TARGETS    # label columns predicted, in order
-    label_stats: dict | None = None     # chirploc.data.LabelScaler.to_dict() of the training labels
-    stem: tuple | None = None           # channels of stride-2 conv layers before the ViT (from scratch only; resolved: () = none)
-    coords: bool | None = None          # resolved: append time and frequency coordinate channels to the input (from scratch only)
-    pooling: str | None = None          # resolved: 'cls' (the paper: the [CLS] token), 'mean' (the patch tokens' average) or 'soft' (soft-argmax over patch tokens)
+    label_stats: dict | None = None     # chirploc.labels.LabelScaler.to_dict() of the training labels
     presence_threshold: float = 0.5     # a detector (Chirp_Present): P(chirp) from which it reports a chirp (set from training data)
 
     def __post_init__(self):
@@ -99,15 +106,8 @@ class LocalizerConfig:
     @property
     def is_scratch(self) -> bool: return self.backbone == 'scratch' or self.backbone in SCRATCH_CONFIGS
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LocalizerConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown localizer settings: {sorted(unknown)}")
-        return cls(**d)
+    def to_dict(self) -> dict:  # tuples as lists: what a round trip through config.json gives
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 # %% ../nbs/03_model.ipynb #03c011
 class BackboneUnavailable(OSError):
@@ -355,9 +355,10 @@ def count_parameters(model: nn.Module) -> pd.DataFrame:
     rows = {}
     for n, p in model.named_parameters():
         part = ('LoRA adapters' if 'lora_' in n else 'regression head' if n.startswith(('head.', 'attend.')) else
-                'conv stem' if n.startswith('stem.') else 'backbone (trainable)' if p.requires_grad else 'backbone (frozen)')
+                'class head' if n.startswith('class_head.') else 'conv stem' if n.startswith('stem.') else
+                'backbone (trainable)' if p.requires_grad else 'backbone (frozen)')
         r = rows.setdefault(part, [0, 0]); r[0] += p.numel(); r[1] += p.numel() if p.requires_grad else 0
-    order = ['backbone (frozen)', 'backbone (trainable)', 'LoRA adapters', 'conv stem', 'regression head']
+    order = ['backbone (frozen)', 'backbone (trainable)', 'LoRA adapters', 'conv stem', 'regression head', 'class head']
     df = pd.DataFrame([(k, *rows[k]) for k in order if k in rows], columns=['part', 'parameters', 'trainable'])
     total = df.parameters.sum()
     df = pd.concat([df, pd.DataFrame([('total', total, df.trainable.sum())], columns=df.columns)], ignore_index=True)

@@ -5,13 +5,12 @@
 # %% ../nbs/07_reproduce.ipynb #07c003
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +18,23 @@ import pandas as pd
 import torch
 
 import chirploc
-from .data import DEFAULT_TARGETS, PRESENCE, TARGET_UNITS, open_source
 from .baselines import evaluate_tracker
+from .core import add_options, atomic_write, coerce_option, device_name, git_commit, option, versions
+from .data import open_source
 from .detection import choose_threshold, detection_scores
 from .evaluate import evaluate_localizer
 from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
-from .generate import GeneratorConfig, write_dataset
-from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, hub_reachable
-from .train import pick_device, train
+from .generate import PRESENCE, GeneratorConfig, write_dataset
+from .labels import DEFAULT_TARGETS, TARGET_UNITS
+from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ModelOptions, hub_reachable
+from .train import TrainConfig, pick_device, train
 
 # %% auto #0
-__all__ = ['FULL_TARGETS', 'PRESETS', 'DETECTION_KEYS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config', 'resolve_backbone',
-           'describe_backbone', 'prepare_data', 'train_model', 'evaluate_model', 'run_baselines',
-           'detection_thresholds', 'check_on_figures', 'git_commit', 'versions', 'device_name', 'read_run',
-           'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'results_table',
-           'update_readme', 'reproduce_cli', 'results_cli']
+__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config',
+           'reproduce_command', 'resolve_backbone', 'describe_backbone', 'prepare_data', 'train_model',
+           'evaluate_model', 'run_baselines', 'detection_thresholds', 'check_on_figures', 'read_run', 'build_results',
+           'check_results', 'run_label', 'reproduce', 'write_results', 'provenance', 'results_table', 'update_readme',
+           'reproduce_parser', 'reproduce_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
@@ -59,48 +60,47 @@ PRESETS = {
 }
 
 @dataclass
-class ReproConfig:
-    "Everything a reproduction run depends on (a preset, resolved, plus explicit overrides)."
-    preset: str = 'smoke'
-    n_samples: int = 50_000
-    data_format: str = 'array'          # 'png' (ChirpLoc100K figures) or 'array' (the 128x128 matrices)
-    seed: int = 0                       # seeds the dataset and the training
-    backbone: str = 'chirploc-hybrid'   # hub id, local folder or from-scratch configuration
-    fallback_backbone: str | None = None  # used, and said, when `backbone` is a hub id that cannot be reached
-    input_format: str = 'matrix'
-    pooling: str | None = None
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    schedule: str = 'onecycle'
-    warmup_epochs: float = 0.15
-    patience: int = 0
-    grad_clip: float = 0.0
-    cache: bool = False                 # decode PNG inputs once into a cache
-    workers: int = 0                    # data loader and generator worker processes (0: in process)
-    eval_train: int | None = None       # evaluate at most this many train samples for Fig. 7 (None: all)
-    n_figure_check: int = 0             # also evaluate on this many fresh ChirpLoc100K figures (another seed)
-    baselines: bool = True              # run the ridge tracker (05b_baselines) on the same test split
-    targets: tuple = DEFAULT_TARGETS    # what the model predicts: the paper's three, or FULL_TARGETS (+ duration, type, presence)
-    p_empty: float = 0.0                # share of chirp-free samples in the data (detection); 0: the paper's data
-    max_false_alarm: float = 0.05       # a detector's operating point: chosen on the train split for at most this rate
-    device: str = 'auto'
-    out_dir: str = 'figures/smoke'
-    work_dir: str = 'runs/smoke'
-    progress: bool = True
+class ReproConfig(TrainConfig, ModelOptions):
+    "Everything a reproduction depends on: the model's options (ModelOptions), the training's (TrainConfig), the data and the outputs."
+    preset: str = option('smoke', 'smoke (CPU), full (smoke + duration, type, presence), paper (GPU) or tiny (seconds, for CI)')
+    n_samples: int = option(50_000, 'dataset size')
+    data_format: str = option('array', "'png' (ChirpLoc100K figures) or 'array' (the 128x128 matrices)")
+    fallback_backbone: str | None = option(None, 'used, and said, when the backbone is a hub id that cannot be reached')
+    cache: bool = option(False, 'decode PNG inputs once into a cache')
+    eval_train: int | None = option(None, 'evaluate at most this many train samples for Fig. 7 (default: all)')
+    n_figure_check: int = option(0, 'also evaluate on this many fresh ChirpLoc100K figures (seed + 1)')
+    baselines: bool = option(True, 'run the ridge tracker (05b_baselines) on the same test split')
+    p_empty: float = option(0.0, "share of chirp-free samples in the data (detection); 0: the paper's data")
+    max_false_alarm: float = option(0.05, "a detector's operating point: chosen on the train split for at most this rate")
+    out_dir: str | None = option(None, 'figures and results.json (default: figures/PRESET)')
+    work_dir: str | None = option(None, 'data, checkpoints, predictions (default: runs/PRESET)')
 
-    def to_dict(self) -> dict: return asdict(self)
+    def train_config(self) -> TrainConfig:
+        "The run's training settings."
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
+    def model_options(self) -> dict:
+        "The run's model options, as `chirploc.train.train` takes them."
+        return {f.name: getattr(self, f.name) for f in fields(ModelOptions)}
+
+OPTION_NAMES = tuple(f.name for f in fields(ReproConfig))  # the papermill parameters and `chirploc reproduce` options
 
 def reproduce_config(preset: str = 'smoke', **overrides) -> ReproConfig:
     "The `preset`'s recipe with every override that is not None applied; folders default to figures/ and runs/{preset}."
     if preset not in PRESETS: raise ValueError(f"preset {preset!r} is unknown: {', '.join(PRESETS)}")
-    names = {f.name for f in fields(ReproConfig)}
-    unknown = set(overrides) - names
-    if unknown: raise ValueError(f"unknown reproduction settings: {sorted(unknown)}")
     d = dict(PRESETS[preset], preset=preset, out_dir=f'figures/{preset}', work_dir=f'runs/{preset}')
-    d.update({k: v for k, v in overrides.items() if v is not None})
-    return ReproConfig(**d)
+    d.update({k: coerce_option(ReproConfig, k, v) for k, v in overrides.items() if v is not None})
+    return ReproConfig.from_dict(d)
+
+def reproduce_command(cfg: ReproConfig) -> str:
+    "The `chirploc reproduce` command that remakes the run of `cfg`: its preset and every setting that differs from it."
+    base, args = reproduce_config(cfg.preset), [f'--preset {cfg.preset}']
+    for f in fields(ReproConfig):
+        v, b = getattr(cfg, f.name), getattr(base, f.name)
+        if f.name in ('preset', 'progress') or v == b or (isinstance(v, (list, tuple)) and tuple(v) == tuple(b or ())): continue
+        if isinstance(v, bool): args.append(f"--{'' if v else 'no-'}{f.name}")
+        elif isinstance(v, (list, tuple)): args.append(f"--{f.name} {','.join(map(str, v))}")
+        else: args.append(f'--{f.name} {v}')
+    return 'chirploc reproduce ' + ' '.join(args)
 
 # %% ../nbs/07_reproduce.ipynb #07c009
 def resolve_backbone(backbone: str, fallback: str | None = None, reachable=hub_reachable) -> tuple[str, str | None]:
@@ -128,11 +128,8 @@ def prepare_data(cfg: ReproConfig) -> Path:
 
 def train_model(cfg: ReproConfig, data, backbone: str):
     "Train (or resume training) in `{work_dir}/train`; returns (best localizer, history)."
-    return train(data, Path(cfg.work_dir) / 'train', backbone=backbone, targets=list(cfg.targets), input_format=cfg.input_format, pooling=cfg.pooling,
-                 cache=True if cfg.cache else None, resume=True, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                 weight_decay=cfg.weight_decay, schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
-                 early_stop_patience=cfg.patience, grad_clip=cfg.grad_clip, device=cfg.device, seed=cfg.seed,
-                 num_workers=cfg.workers, progress=cfg.progress)
+    return train(data, Path(cfg.work_dir) / 'train', resume=True, config=cfg.train_config(), cache=cfg.cache,
+                 **{**cfg.model_options(), 'backbone': backbone})
 
 def evaluate_model(cfg: ReproConfig, model, data) -> tuple[dict, dict]:
     "The test split's report (as `chirploc evaluate --json`), and the prediction tables {'train', 'test'}, saved."
@@ -146,7 +143,7 @@ def evaluate_model(cfg: ReproConfig, model, data) -> tuple[dict, dict]:
     out = Path(cfg.work_dir) / 'eval'; out.mkdir(parents=True, exist_ok=True)
     tables = dict(train=train_, test=test)
     for split, t in tables.items(): t.to_csv(out / f'predictions_{split}.csv', index=False)
-    (out / 'report_test.json').write_text(json.dumps(report, indent=2))
+    atomic_write(out / 'report_test.json', json.dumps(report, indent=2))
     return report, tables
 
 def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
@@ -174,31 +171,6 @@ DETECTION_KEYS = ('accuracy', 'roc_auc', 'false_alarm_rate', 'detection_rate', '
 RESULT_KEYS = ('preset', 'seed', 'backbone', 'device', 'git_commit', 'versions', 'n_train', 'n_test', 'best_epoch',
                'epochs_run', 'train_seconds', 'targets', 'inference')
 
-def git_commit(path='.', ignore=()) -> str | None:
-    "The commit checked out at `path`, with '-dirty' when tracked files differ from it (outside `ignore`d folders); None outside git."
-    try:
-        sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path, capture_output=True, text=True, timeout=10)
-        if sha.returncode: return None
-        spec = ['.'] + [f':(exclude){os.path.relpath(Path(p).resolve(), Path(path).resolve())}' for p in ignore]
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', *spec], cwd=path,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha.stdout.strip() + ('-dirty' if dirty else '')
-    except (OSError, subprocess.SubprocessError): return None
-
-def versions() -> dict:
-    "Versions of Python and of the packages a result depends on."
-    import importlib.metadata as md
-    v = dict(python=platform.python_version())
-    for p in ('chirploc', 'torch', 'transformers', 'peft', 'numpy', 'scipy', 'pandas', 'matplotlib'):
-        try: v[p] = md.version(p)
-        except md.PackageNotFoundError: v[p] = None
-    return v
-
-def device_name(device) -> str:
-    d = torch.device(device)
-    if d.type == 'cuda': return torch.cuda.get_device_name(d)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
 def read_run(cfg: ReproConfig) -> dict:
     "What training recorded about its data (`{work_dir}/train/data.json`: folders, n_train, n_test)."
     return json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
@@ -215,7 +187,7 @@ def build_results(cfg: ReproConfig, backbone: str, note: str | None, model, hist
                 best_epoch=marks['best_epoch'], epochs_run=int(len(history)),
                 train_seconds=float(history.epoch_s.sum()), targets=report['targets'], inference=report['inference'],
                 # beyond the contract
-                backbone_requested=cfg.backbone, backbone_note=note, device_name=device_name(dev),
+                backbone_requested=cfg.backbone, backbone_note=note, device_name=device_name(dev), command=reproduce_command(cfg),
                 early_stop=marks['early_stop'], best_test_loss=float(best.test_loss),
                 history=history.to_dict(orient='list'), figure_check=figure_check, baselines=baselines or {}, config=cfg.to_dict(),
                 figures=sorted(str(f) for f in files), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
@@ -235,7 +207,7 @@ def check_results(results: dict, out_dir=None) -> dict:
         if absent: raise ValueError(f"{out_dir}: figures missing: {absent}")
     return results
 
-# %% ../nbs/07_reproduce.ipynb #07c017
+# %% ../nbs/07_reproduce.ipynb #07c016
 def run_label(cfg: ReproConfig, backbone_desc: str, n_train: int, n_test: int, device: str) -> str:
     return f"{cfg.preset} preset: {backbone_desc}, {n_train:,} train / {n_test:,} test, {device}"
 
@@ -253,7 +225,8 @@ def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
     run = read_run(cfg)
     label = run_label(cfg, describe_backbone(backbone, model), run['n_train'], run['n_test'], report['inference']['device'])
     files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
-                         n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds({'model': report, **base_reports}))
+                         n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds({'model': report, **base_reports}),
+                         provenance=provenance(cfg, commit))
     results = build_results(cfg, backbone, note, model, history, report, commit, fig_check, files, base_reports)
     write_results(results, cfg.out_dir)
     return results
@@ -261,11 +234,13 @@ def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
 def write_results(results: dict, out_dir) -> Path:
     "Check `results` and write `{out_dir}/results.json`."
     check_results(results, out_dir)
-    path = Path(out_dir) / 'results.json'
-    path.write_text(json.dumps(results, indent=2) + '\n')
-    return path
+    return atomic_write(Path(out_dir) / 'results.json', json.dumps(results, indent=2) + '\n')
 
-# %% ../nbs/07_reproduce.ipynb #07c021
+def provenance(cfg: ReproConfig, commit: str | None) -> dict:
+    "What every figure of the run records about its making: the command, the commit, the results file."
+    return dict(command=reproduce_command(cfg), commit=commit, results=str(Path(cfg.out_dir) / 'results.json'))
+
+# %% ../nbs/07_reproduce.ipynb #07c020
 _NAMES = {**TARGET_NAMES, 'Chirp_Type': 'type'}  # the figures' names; the table says 'accuracy type'
 _UNITS = {t: u for t, u in TARGET_UNITS.items() if t not in CLASS_TARGETS}
 
@@ -349,39 +324,34 @@ def update_readme(readme, table_md: str, marker: str = 'results') -> bool:
     if new != s: p.write_text(new)
     return new != s
 
-# %% ../nbs/07_reproduce.ipynb #07c024
-from fastcore.script import Param, call_parse, store_true
+# %% ../nbs/07_reproduce.ipynb #07c023
+def reproduce_parser() -> argparse.ArgumentParser:
+    "`chirploc reproduce`'s options: every ReproConfig field, defaulting to the preset's value."
+    p = argparse.ArgumentParser(prog='chirploc reproduce', description="Reproduce the paper end to end: generate, train, "
+                                "evaluate, draw every figure, write results.json. Options left out take the preset's value.")
+    p.add_argument('--preset', default='smoke', choices=list(PRESETS), help=ReproConfig.__dataclass_fields__['preset'].metadata['help'])
+    add_options(p, ReproConfig, skip=('preset',), defaults={n: None for n in OPTION_NAMES})
+    return p
 
-@call_parse
-def reproduce_cli(
-    preset: Param("smoke (CPU, about 10 min), full (smoke + duration and type), paper (GPU) or tiny (seconds)", str) = 'smoke',
-    n_samples: Param("dataset size (default: the preset's)", int) = None,
-    seed: Param("dataset and training seed", int) = 0,
-    backbone: Param("hub id, local ViT folder or from-scratch configuration (default: the preset's)", str) = None,
-    epochs: Param("maximum epochs (default: the preset's)", int) = None,
-    batch_size: Param("batch size (default: the preset's)", int) = None,
-    device: Param("auto, cpu, cuda, cuda:1, mps", str) = 'auto',
-    out_dir: Param("figures and results.json (default: figures/PRESET)", str) = None,
-    work_dir: Param("data, checkpoints, predictions (default: runs/PRESET)", str) = None,
-    quiet: Param("no progress bars", store_true) = False,
-):
-    "Reproduce the paper end to end: generate, train, evaluate, draw every figure, write results.json."
+def reproduce_cli(argv=None):
+    "`chirploc reproduce`: the papermill notebook's pipeline, without Jupyter."
+    a = vars(reproduce_parser().parse_args(argv))
     try:
-        cfg = reproduce_config(preset, n_samples=n_samples, seed=seed, backbone=backbone, epochs=epochs,
-                               batch_size=batch_size, device=device, out_dir=out_dir, work_dir=work_dir, progress=not quiet)
+        cfg = reproduce_config(a.pop('preset'), **a)
         results = reproduce(cfg)
     except (BackboneUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"chirploc reproduce: {e}")
     print(markdown_table(results_table([results]).reset_index()))
     print(f"wrote {Path(cfg.out_dir) / 'results.json'}")
 
-@call_parse
-def results_cli(
-    results: Param("results.json files", str, nargs='+'),
-    readme: Param("write the table between the <!-- results --> markers of this file instead of printing it", str) = None,
-):
-    "The results table: the paper's reported values beside each run's results.json."
-    try: md = markdown_table(results_table(results).reset_index())
+def results_cli(argv=None):
+    "`chirploc results`: the paper's reported values beside each run's results.json, printed or written into a README."
+    p = argparse.ArgumentParser(prog='chirploc results', description="The results table: the paper's reported values "
+                                "beside each run's results.json.")
+    p.add_argument('results', nargs='+', help='results.json files')
+    p.add_argument('--readme', help='write the table between the <!-- results --> markers of this file instead of printing it')
+    a = p.parse_args(argv)
+    try: md = markdown_table(results_table(a.results).reset_index())
     except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc results: {e}")
-    if readme is None: print(md, end='')
-    else: print(f"{readme}: table {'updated' if update_readme(readme, md) else 'unchanged'}")
+    if a.readme is None: print(md, end='')
+    else: print(f"{a.readme}: table {'updated' if update_readme(a.readme, md) else 'unchanged'}")

@@ -5,14 +5,14 @@
 # %% ../nbs/08_signals.ipynb #08c003
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import signal as sps
 from scipy.ndimage import gaussian_filter
 
 from .baselines import RidgeTracker
-from .data import TARGET_UNITS
+from .core import pyplot
+from .labels import TARGET_UNITS
 from .generate import GeneratorConfig, sample_chirps
 
 # %% auto #0
@@ -124,6 +124,7 @@ def snr_sweep(snrs=(-25, -20, -15, -10, -5, 0), n: int = 100, seed: int = 0, loc
 
 def fig_error_vs_snr(sweep: pd.DataFrame, label: str = ''):
     "Median absolute error against SNR, one panel per target, one line per method."
+    plt = pyplot()
     targets = list(dict.fromkeys(sweep.target))
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.3), squeeze=False)
     for ax, t in zip(axes[0], targets):

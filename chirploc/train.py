@@ -10,63 +10,61 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .data import (DEFAULT_TARGETS, ChirpDataset, DataError, LabelScaler, SyntheticSource, open_source,
-                           paper_split)
-from .model import PAPER_BACKBONE, BackboneUnavailable, ChirpLocalizer, LocalizerConfig
+from .core import Config, add_options, atomic_write, option, options_from
+from .data import ChirpDataset, SyntheticSource, make_loader, open_source
+from .labels import DataError, LabelScaler, paper_split
+from .model import BackboneUnavailable, ChirpLocalizer, LocalizerConfig, ModelOptions
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'TrainConfig', 'pick_device', 'amp_dtype', 'epoch_seed',
-           'seed_everything', 'evaluate', 'pearson_r', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint',
-           'write_history', 'append_history', 'fit', 'make_datasets', 'train', 'train_cli']
+__all__ = ['SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'TrainConfig', 'pick_device', 'amp_dtype',
+           'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'save_checkpoint', 'find_checkpoint',
+           'load_checkpoint', 'write_history', 'append_history', 'make_optimizer', 'restore_run', 'train_epoch',
+           'log_epoch', 'fit', 'DataOptions', 'make_datasets', 'train', 'train_parser', 'train_cli']
 
 # %% ../nbs/04_train.ipynb #04c006
+SCHEDULES = ('plateau', 'cosine', 'onecycle')
+AMP_MODES = ('auto', 'bf16', 'fp16', 'off')
+
 @dataclass
-class TrainConfig:
-    "How to train a localizer; the defaults are the paper's recipe."
-    epochs: int = 100                 # at most this many epochs
-    batch_size: int = 32
-    lr: float = 1e-4                  # AdamW learning rate
-    weight_decay: float = 0.01        # AdamW's default; the paper does not change it
-    schedule: str = 'plateau'         # 'plateau' (paper: ReduceLROnPlateau on the test loss) or 'cosine'
-    plateau_factor: float = 0.1
-    plateau_patience: int = 3
-    warmup_epochs: float = 0.0        # cosine only: linear warmup length
-    min_lr: float = 0.0               # cosine only: final learning rate
-    early_stop_patience: int = 4      # stop after this many epochs without a lower test loss; 0: never
-    grad_clip: float = 0.0            # clip the gradient norm to this (0: no clipping, the paper)
-    amp: bool = True                  # mixed precision on CUDA: bf16 where supported, else fp16 with a GradScaler
-    device: str = 'auto'              # 'auto' (cuda > mps > cpu), or a torch device string
-    seed: int = 0                     # seeds weights, shuffling and dropout; epoch e is seeded by (seed, e)
-    num_workers: int = 0              # DataLoader worker processes
-    eval_batch_size: int | None = None  # default: batch_size
-    fresh_samples: bool = False       # synthetic data: a new training set from the generator every epoch
-    progress: bool = True             # tqdm bars
+class TrainConfig(Config):
+    "How to train a localizer; the defaults are the paper's recipe. The fields are `chirploc train`'s options."
+    epochs: int = option(100, 'at most this many epochs')
+    batch_size: int = option(32, 'training batch size')
+    lr: float = option(1e-4, 'AdamW learning rate (the peak, for cosine and onecycle)')
+    weight_decay: float = option(0.01, "AdamW weight decay (AdamW's default; the paper does not change it)")
+    schedule: str = option('plateau', 'plateau (the paper: ReduceLROnPlateau on the test loss), cosine or onecycle',
+                           choices=SCHEDULES)
+    plateau_factor: float = option(0.1, 'plateau: factor of each learning-rate cut')
+    plateau_patience: int = option(3, 'plateau: epochs without improvement before a cut')
+    warmup_epochs: float = option(0.0, 'cosine, onecycle: warmup length in epochs')
+    min_lr: float = option(0.0, 'cosine: final learning rate')
+    patience: int = option(4, 'early stopping: epochs without a lower test loss (0: never stop)')
+    grad_clip: float = option(0.0, 'clip the gradient norm to this (0: no clipping, the paper)')
+    amp: str = option('auto', 'mixed precision: auto (bf16 or fp16 on CUDA, off on CPU), bf16, fp16 or off', choices=AMP_MODES)
+    device: str = option('auto', 'auto (cuda > mps > cpu), or a torch device such as cpu, cuda, cuda:1')
+    seed: int = option(0, 'seeds the initial weights, the shuffling and dropout; epoch e follows from (seed, e)')
+    workers: int | None = option(None, 'data loader worker processes (default: one per core but one, at most 8)')
+    eval_batch_size: int | None = option(None, 'batch size of the test pass (default: max(256, batch_size))')
+    fresh_samples: bool = option(False, 'synthetic data: a new training set from the generator every epoch')
+    progress: bool = option(True, 'progress bars')
 
     def __post_init__(self):
-        if self.schedule not in ('plateau', 'cosine', 'onecycle'):
-            raise ValueError(f"schedule {self.schedule!r} is unknown: 'plateau', 'cosine' or 'onecycle'")
+        if self.schedule not in SCHEDULES: raise ValueError(f"schedule {self.schedule!r} is unknown: use one of {SCHEDULES}")
+        if self.amp not in AMP_MODES: raise ValueError(f"amp {self.amp!r} is unknown: use one of {AMP_MODES}")
         if self.epochs < 1 or self.batch_size < 1: raise ValueError("epochs and batch_size must be at least 1")
 
-    def to_dict(self) -> dict: return asdict(self)
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        return cls(**d)
-
 # settings that may change when a run is resumed (they do not change the numbers)
-RESUMABLE_CHANGES = ('epochs', 'device', 'num_workers', 'progress', 'eval_batch_size')
+RESUMABLE_CHANGES = ('epochs', 'device', 'workers', 'progress', 'eval_batch_size')
 
 # %% ../nbs/04_train.ipynb #04c009
 def pick_device(device: str = 'auto') -> torch.device:
@@ -76,24 +74,37 @@ def pick_device(device: str = 'auto') -> torch.device:
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
-def amp_dtype(device: torch.device, amp: bool = True):
-    "The autocast dtype on `device` (bf16 if supported, else fp16) or None for full precision (CPU, or amp off)."
-    if not amp or device.type != 'cuda': return None
+def amp_dtype(device: torch.device, amp: str | bool = 'auto'):
+    "The autocast dtype for `amp` on `device`, or None for full precision."
+    if amp is True: amp = 'auto'
+    if amp in (False, 'off', None): return None
+    if amp == 'bf16': return torch.bfloat16
+    if amp == 'fp16': return torch.float16
+    if device.type != 'cuda': return None  # 'auto': the paper's mixed precision is a GPU feature
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 def epoch_seed(seed: int, epoch: int) -> int:
     "A 31-bit seed for `epoch` of a run with `seed`."
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
 
-def seed_everything(seed: int):
-    "Seed torch (all devices), NumPy's and Python's global generators."
-    import random
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+@contextmanager
+def epoch_rng(seed: int, epoch: int, device=None):
+    "Run a block with torch's generators seeded from (seed, epoch); the caller's generator state is restored afterwards."
+    cuda = [device] if device is not None and torch.device(device).type == 'cuda' else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(epoch_seed(seed, epoch))
+        yield
 
-def _seed_worker(worker_id):
-    import random
-    s = torch.initial_seed() % 2**32  # set per worker by the DataLoader, from its (seeded) generator
-    np.random.seed(s); random.seed(s)
+class EpochSampler(torch.utils.data.Sampler):
+    "Sample order of epoch e: randperm(n) of a generator seeded from (seed, e); with `world` > 1, rank `rank`'s share (padded, as DistributedSampler)."
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world, self.epoch = int(n), int(seed), int(rank), int(world), 1
+    def set_epoch(self, epoch: int): self.epoch = int(epoch)
+    def __len__(self): return math.ceil(self.n / self.world)
+    def __iter__(self):
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))).tolist()
+        perm += perm[:len(self) * self.world - self.n]  # every rank the same number of samples
+        return iter(perm[self.rank::self.world])
 
 # %% ../nbs/04_train.ipynb #04c012
 def _sync(device):
@@ -134,16 +145,16 @@ def _state_dict_cpu(model) -> dict: return {k: v.detach().cpu().clone() for k, v
 
 def save_checkpoint(run_dir: Path, model: ChirpLocalizer, state: dict, best: dict | None = None):
     "Write `run_dir/checkpoint/` (weights, `best` weights or the previous checkpoint's, `state.pt`), replacing the old one once complete."
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     run_dir = Path(run_dir)
     new, cur, old = run_dir / f'{CHECKPOINT}.new', run_dir / CHECKPOINT, run_dir / f'{CHECKPOINT}.old'
     shutil.rmtree(new, ignore_errors=True)
     model.save_pretrained(new)
     prev = find_checkpoint(run_dir)
     if best is None and prev is None: raise ValueError("no best weights to keep: pass best= for the first checkpoint")
-    if best is not None: save_file({k: v.contiguous() for k, v in best.items()}, str(new / 'best.safetensors'))
+    if best is not None: atomic_write(new / 'best.safetensors', save({k: v.contiguous() for k, v in best.items()}))
     else: shutil.copyfile(prev / 'best.safetensors', new / 'best.safetensors')  # unchanged since the last checkpoint
-    torch.save(state, new / 'state.pt')
+    atomic_write(new / 'state.pt', lambda f: torch.save(state, f))
     if cur.exists(): shutil.rmtree(old, ignore_errors=True); os.replace(cur, old)
     os.replace(new, cur)
     shutil.rmtree(old, ignore_errors=True)
@@ -161,7 +172,7 @@ def load_checkpoint(folder: Path, device='cpu') -> dict:
 
 def write_history(run_dir: Path, history: list[dict]):
     "Rewrite `run_dir/history.csv` from `history` (used when resuming: rows past the checkpoint are dropped)."
-    pd.DataFrame(history).to_csv(Path(run_dir) / HISTORY, index=False)
+    atomic_write(Path(run_dir) / HISTORY, pd.DataFrame(history).to_csv(index=False))
 
 def append_history(run_dir: Path, row: dict):
     "Append one epoch's row to `run_dir/history.csv` (header first if the file is new)."
@@ -177,14 +188,99 @@ def _scaler_of(ds):
     return None
 
 # %% ../nbs/04_train.ipynb #04c017
+def make_optimizer(model: ChirpLocalizer, cfg: TrainConfig, steps_per_epoch: int, device: torch.device, dtype=None):
+    "(AdamW over the trainable parameters, the learning-rate schedule, the loss scaler) of a run."
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == 'cuda')
+    grad_scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == 'plateau':  # the paper: stepped once per epoch, on the test loss
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode='min', factor=cfg.plateau_factor,
+                                                               patience=cfg.plateau_patience)
+    elif cfg.schedule == 'onecycle':  # warmup from lr/25, then cosine annealing; stepped every batch
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
+                                                        pct_start=min(0.5, max(cfg.warmup_epochs / cfg.epochs, 1 / total)))
+    else:  # cosine: linear warmup, then cosine decay to min_lr; stepped every batch
+        warmup, floor = int(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr / cfg.lr
+        def lr_factor(step):
+            if step < warmup: return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    return optimizer, scheduler, grad_scaler
+
+def restore_run(run: Path | None, model, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, resume: bool) -> dict:
+    "The run's state {epoch, history, stop, best}: fresh, or from `run`'s checkpoint (model and optimizer loaded in place)."
+    state = dict(epoch=0, history=[], stop=dict(best_loss=math.inf, best_epoch=0, bad_epochs=0, stopped=False),
+                 best=_state_dict_cpu(model))
+    if run is None: return state
+    ckpt = find_checkpoint(run)
+    if ckpt is not None and not resume:
+        raise FileExistsError(f"{run} holds a training run (checkpoint after epoch {load_checkpoint(ckpt)['epoch']}): "
+                              "resume it (resume=True, --resume) or use another out_dir")
+    if ckpt is None:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / HISTORY).unlink(missing_ok=True)
+    else:
+        from safetensors.torch import load_file
+        saved = load_checkpoint(ckpt, device)
+        old = TrainConfig.from_dict(saved['train_config'])
+        changed = [k for k in old.to_dict() if k not in RESUMABLE_CHANGES and getattr(old, k) != getattr(cfg, k)]
+        if changed: raise ValueError(f"cannot resume {run} with other settings: {changed} differ from {old}")
+        model.load_state_dict(load_file(str(ckpt / 'model.safetensors'), device=str(device)))
+        optimizer.load_state_dict(saved['optimizer']); scheduler.load_state_dict(saved['scheduler'])
+        grad_scaler.load_state_dict(saved['scaler'])
+        state.update(epoch=saved['epoch'], history=list(saved['history']), stop=dict(saved['early_stopping']),
+                     best=load_file(str(ckpt / 'best.safetensors')))
+        model.save_pretrained(run, state_dict=state['best'])  # the published best = the checkpoint's
+        write_history(run, state['history'])                # rows written after the checkpoint are dropped
+    atomic_write(run / 'train_config.json', json.dumps(cfg.to_dict(), indent=2))
+    return state
+
+def train_epoch(model, loader, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, dtype, desc: str = '') -> float:
+    "One pass over the training `loader`; returns the mean training loss."
+    ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+    params = [p for g in optimizer.param_groups for p in g['params']]
+    model.train()
+    loss_sum, n_seen = torch.zeros((), device=device), 0
+    for x, y in tqdm(loader, desc=desc, disable=not cfg.progress, leave=False):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
+        with ctx: pred = model(x)
+        loss = model.loss(pred.float(), y)  # MSE (the paper); + BCE for a class target
+        optimizer.zero_grad(set_to_none=True)
+        grad_scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            grad_scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        grad_scaler.step(optimizer)
+        grad_scaler.update()
+        if cfg.schedule != 'plateau': scheduler.step()
+        loss_sum += loss.detach() * len(x); n_seen += len(x)
+    return (loss_sum / n_seen).item()
+
+def log_epoch(run: Path | None, model, state: dict, row: dict, improved: bool, cfg: TrainConfig, optimizer, scheduler,
+              grad_scaler):
+    "Append the epoch's history row; in a run folder, checkpoint (and publish the localizer when it improved)."
+    state['history'].append(row)
+    if run is not None:
+        append_history(run, row)
+        save_checkpoint(run, model, dict(epoch=row['epoch'], history=state['history'], early_stopping=state['stop'],
+                                         train_config=cfg.to_dict(), optimizer=optimizer.state_dict(),
+                                         scheduler=scheduler.state_dict(), scaler=grad_scaler.state_dict()),
+                        best=state['best'] if improved or find_checkpoint(run) is None else None)
+        if improved: model.save_pretrained(run)
+    if cfg.progress:
+        r = ' '.join(f'{v:.3f}' for k, v in row.items() if k.startswith('r_'))
+        tqdm.write(f"epoch {row['epoch']}: train {row['train_loss']:.4f}  test {row['test_loss']:.4f}  r {r}"
+                   f"  lr {row['lr']:.1e}  {row['epoch_s']:.1f} s" + ('  *' if improved else ''))
+
+# %% ../nbs/04_train.ipynb #04c018
 def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: TrainConfig | None = None,
         out_dir=None, resume: bool = False):
     "Train `model` by the paper's recipe; returns `(model with the best weights, history DataFrame)`."
     cfg = config or TrainConfig()
     device = pick_device(cfg.device)
     dtype = amp_dtype(device, cfg.amp)
-    ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-    targets = list(model.config.targets)
     if model.config.label_stats is None:
         scaler_ = _scaler_of(test_data)
         if scaler_ is None: raise ValueError("the model has no label_stats and the test data no LabelScaler: "
@@ -193,85 +289,27 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
     if cfg.fresh_samples and not hasattr(train_data, 'set_epoch'):
         raise ValueError("fresh_samples=True needs a training set with set_epoch (a ChirpDataset over a SyntheticSource)")
     model.to(device)
-
-    # the optimizer over every trainable parameter, the loss scaler (fp16 only), the schedule
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == 'cuda')
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    if cfg.schedule == 'plateau':
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode='min', factor=cfg.plateau_factor,
-                                                               patience=cfg.plateau_patience)
-    else:  # linear warmup, then cosine decay to min_lr; stepped every batch
-        steps = math.ceil(len(train_data) / cfg.batch_size)
-        warmup, total, floor = int(cfg.warmup_epochs * steps), cfg.epochs * steps, cfg.min_lr / cfg.lr
-        def lr_factor(step):
-            if step < warmup: return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    if cfg.schedule == 'onecycle':  # warmup from lr/25, then cosine annealing; stepped every batch
-        steps = math.ceil(len(train_data) / cfg.batch_size)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
-                                                        pct_start=min(0.5, max(cfg.warmup_epochs / cfg.epochs, 1 / (cfg.epochs * steps))))
-    test_loader = DataLoader(test_data, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
-                             num_workers=cfg.num_workers, pin_memory=device.type == 'cuda', worker_init_fn=_seed_worker)
-
-    # the state of the run: fresh, or from the checkpoint
-    epoch, history = 0, []
-    stop = dict(best_loss=math.inf, best_epoch=0, bad_epochs=0, stopped=False)
-    best_state = _state_dict_cpu(model)
     run = Path(out_dir) if out_dir is not None else None
-    if run is not None:
-        ckpt = find_checkpoint(run)
-        if ckpt is not None and not resume:
-            raise FileExistsError(f"{run} holds a training run (checkpoint after epoch {load_checkpoint(ckpt)['epoch']}): "
-                                  "resume it (resume=True, --resume) or use another out_dir")
-        if ckpt is not None:
-            from safetensors.torch import load_file
-            state = load_checkpoint(ckpt, device)
-            saved = TrainConfig.from_dict(state['train_config'])
-            changed = [k for k in saved.to_dict() if k not in RESUMABLE_CHANGES and getattr(saved, k) != getattr(cfg, k)]
-            if changed: raise ValueError(f"cannot resume {run} with other settings: {changed} differ from {saved}")
-            model.load_state_dict(load_file(str(ckpt / 'model.safetensors'), device=str(device)))
-            optimizer.load_state_dict(state['optimizer']); scheduler.load_state_dict(state['scheduler'])
-            scaler.load_state_dict(state['scaler'])
-            epoch, history, stop = state['epoch'], list(state['history']), dict(state['early_stopping'])
-            best_state = load_file(str(ckpt / 'best.safetensors'))
-            model.save_pretrained(run, state_dict=best_state)  # the published best = the checkpoint's
-            write_history(run, history)                       # rows written after the checkpoint are dropped
-        else:
-            run.mkdir(parents=True, exist_ok=True)
-            (run / HISTORY).unlink(missing_ok=True)
-        (run / 'train_config.json').write_text(json.dumps(cfg.to_dict(), indent=2))
 
-    while epoch < cfg.epochs and not stop['stopped']:
-        epoch += 1
-        t_epoch = time.perf_counter()
-        # everything random in this epoch follows from (seed, epoch)
-        seed_everything(epoch_seed(cfg.seed, epoch))
+    # build: optimizer, schedule, loss scaler; the loaders (their workers live across epochs)
+    sampler = EpochSampler(len(train_data), cfg.seed)
+    train_loader = make_loader(train_data, cfg.batch_size, sampler=sampler, workers=cfg.workers, seed=cfg.seed)
+    test_loader = make_loader(test_data, cfg.eval_batch_size or max(256, cfg.batch_size), workers=cfg.workers)
+    optimizer, scheduler, grad_scaler = make_optimizer(model, cfg, len(train_loader), device, dtype)
+
+    # restore: fresh, or from the checkpoint
+    state = restore_run(run, model, optimizer, scheduler, grad_scaler, cfg, device, resume)
+
+    while state['epoch'] < cfg.epochs and not state['stop']['stopped']:
+        epoch = state['epoch'] = state['epoch'] + 1
+        t_epoch, lr = time.perf_counter(), optimizer.param_groups[0]['lr']
+
+        # one epoch: everything random in it follows from (seed, epoch)
         if cfg.fresh_samples: train_data.set_epoch(epoch)
-        loader = DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                            generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)),
-                            pin_memory=device.type == 'cuda', worker_init_fn=_seed_worker)
-        lr = optimizer.param_groups[0]['lr']
-
-        # train
-        model.train()
-        loss_sum, n_seen = torch.zeros((), device=device), 0
-        for x, y in tqdm(loader, desc=f'epoch {epoch}/{cfg.epochs}', disable=not cfg.progress, leave=False):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
-            with ctx: pred = model(x)
-            loss = model.loss(pred.float(), y)  # MSE (the paper); + BCE for a class target
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if cfg.schedule != 'plateau': scheduler.step()
-            loss_sum += loss.detach() * len(x); n_seen += len(x)
-        train_loss = (loss_sum / n_seen).item()
+        sampler.set_epoch(epoch)
+        with epoch_rng(cfg.seed, epoch, device):
+            train_loss = train_epoch(model, train_loader, optimizer, scheduler, grad_scaler, cfg, device, dtype,
+                                     desc=f'epoch {epoch}/{cfg.epochs}')
 
         # test: loss, correlations (physical units), inference time
         ev = evaluate(model, test_loader, device, dtype)
@@ -279,38 +317,38 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
 
         # schedule and early stopping, on the test loss
         if cfg.schedule == 'plateau': scheduler.step(ev['loss'])
+        stop = state['stop']
         improved = ev['loss'] < stop['best_loss']
         if improved:
             stop.update(best_loss=ev['loss'], best_epoch=epoch, bad_epochs=0)
-            best_state = _state_dict_cpu(model)
+            state['best'] = _state_dict_cpu(model)
         else:
             stop['bad_epochs'] += 1
-            stop['stopped'] = bool(cfg.early_stop_patience) and stop['bad_epochs'] >= cfg.early_stop_patience
+            stop['stopped'] = bool(cfg.patience) and stop['bad_epochs'] >= cfg.patience
 
         # log and checkpoint
         row = dict(epoch=epoch, train_loss=train_loss, test_loss=ev['loss'],
-                   **{f'r_{t}': float(v) for t, v in zip(targets, r)}, lr=lr,
+                   **{f'r_{t}': float(v) for t, v in zip(model.config.targets, r)}, lr=lr,
                    infer_s=ev['seconds'], infer_img_per_s=ev['n'] / ev['seconds'], epoch_s=time.perf_counter() - t_epoch)
-        history.append(row)
-        if run is not None:
-            append_history(run, row)
-            save_checkpoint(run, model, dict(epoch=epoch, history=history, early_stopping=stop, train_config=cfg.to_dict(),
-                                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                             scaler=scaler.state_dict()),
-                            best=best_state if improved or find_checkpoint(run) is None else None)
-            if improved: model.save_pretrained(run)
-        if cfg.progress:
-            tqdm.write(f"epoch {epoch}: train {train_loss:.4f}  test {ev['loss']:.4f}  r " + ' '.join(f'{v:.3f}' for v in r)
-                       + f"  lr {lr:.1e}  {row['epoch_s']:.1f} s" + ('  *' if improved else ''))
+        log_epoch(run, model, state, row, improved, cfg, optimizer, scheduler, grad_scaler)
 
-    model.load_state_dict(best_state)  # early stopping's rule: the best epoch's weights
+    model.load_state_dict(state['best'])  # early stopping's rule: the best epoch's weights
     if run is not None: model.save_pretrained(run)
-    return model.eval(), pd.DataFrame(history)
+    return model.eval(), pd.DataFrame(state['history'])
 
-# %% ../nbs/04_train.ipynb #04c019
-def make_datasets(data=None, synthetic: int = 0, targets=DEFAULT_TARGETS, input_format='rgb224', data_seed: int = 0,
+# %% ../nbs/04_train.ipynb #04c020
+@dataclass
+class DataOptions(Config):
+    "Where training data come from: dataset folder(s), or samples made on the fly by the generator."
+    data: list = option([], 'dataset folder(s): ChirpLoc100K PNG layout or chirploc array folders', nargs='+')
+    synthetic: int = option(0, 'instead of folders: train on N generator samples made on the fly')
+    data_seed: int = option(0, 'generator seed of --synthetic')
+    cache: bool = option(False, 'decode PNG inputs once into a cache (in $CHIRPLOC_CACHE or ~/.cache/chirploc)')
+
+def make_datasets(data=None, synthetic: int = 0, targets=None, input_format='rgb224', data_seed: int = 0,
                   fresh_samples: bool = False, cache=None):
     "(train, test, LabelScaler) from dataset folder(s) or `synthetic` generator samples, split as the paper."
+    targets = targets or ModelOptions().targets
     if bool(synthetic) == bool(data): raise ValueError("give dataset folder(s) or a number of synthetic samples (one of them)")
     if synthetic and fresh_samples:
         n_test = math.ceil(0.2 * synthetic)
@@ -330,76 +368,65 @@ def make_datasets(data=None, synthetic: int = 0, targets=DEFAULT_TARGETS, input_
     join = lambda parts: parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
     return join(train_parts), join(test_parts), scaler
 
-def train(data=None, out_dir='runs/train', *, synthetic: int = 0, data_seed: int = 0, backbone: str = PAPER_BACKBONE,
-          targets=DEFAULT_TARGETS, input_format=None, use_lora: bool | None = None, stem: tuple | None = None, coords: bool | None = None,
-          pooling: str | None = None, image_size: int | None = None, cache=None, resume: bool = False, config: TrainConfig | None = None, **options):
-    "Train a localizer on dataset folder(s) or `synthetic` samples; saved in `out_dir`. Returns (model, history)."
+def _split_options(options: dict) -> tuple[dict, dict, dict]:
+    "`options` (flat, by field name) sorted into DataOptions, ModelOptions and TrainConfig keyword dicts; unknown names refused."
+    parts = [{}, {}, {}]
+    names = [set(f.name for f in cls.__dataclass_fields__.values()) for cls in (DataOptions, ModelOptions, TrainConfig)]
+    for k, v in options.items():
+        i = next((i for i, n in enumerate(names) if k in n), None)
+        if i is None: raise TypeError(f"unknown training option {k!r}; the options are the fields of DataOptions, "
+                                      f"ModelOptions and TrainConfig")
+        parts[i][k] = v
+    return tuple(parts)
+
+def train(data=None, out_dir='runs/train', *, resume: bool = False, config: TrainConfig | None = None, **options):
+    "Train a localizer on dataset folder(s) (`data`) or `synthetic` samples; saved in `out_dir`. Returns (model, history)."
     import dataclasses
-    cfg = dataclasses.replace(config or TrainConfig(), **options)
+    d_opts, m_opts, t_opts = _split_options(options)
+    dopt = DataOptions(**{**d_opts, **({'data': data} if data is not None else {})})
+    cfg = dataclasses.replace(config or TrainConfig(), **t_opts)
     ckpt = find_checkpoint(out_dir) if out_dir is not None else None
     if ckpt is not None and not resume:  # before touching anything in the run folder
         raise FileExistsError(f"{out_dir} holds a training run (checkpoint after epoch {load_checkpoint(ckpt)['epoch']}): "
                               "resume it (resume=True, --resume) or use another out_dir")
     if ckpt is not None: model = ChirpLocalizer.from_pretrained(ckpt)  # the architecture is in the checkpoint: no network
     else:
-        torch.manual_seed(cfg.seed)  # the head's (and a scratch backbone's) initial weights
-        model = ChirpLocalizer(LocalizerConfig(backbone, input_format=input_format, targets=targets, use_lora=use_lora,
-                                               stem=stem, coords=coords, pooling=pooling, image_size=image_size))
-    train_ds, test_ds, scaler = make_datasets(data, synthetic, model.config.targets, model.config.input_format,
-                                              data_seed, cfg.fresh_samples, cache)
+        with torch.random.fork_rng():  # the initial weights follow from the seed; the caller's generator is left alone
+            torch.manual_seed(cfg.seed)
+            model = ChirpLocalizer(LocalizerConfig(**m_opts))
+    train_ds, test_ds, scaler = make_datasets(dopt.data, dopt.synthetic, model.config.targets, model.config.input_format,
+                                              dopt.data_seed, cfg.fresh_samples, dopt.cache or None)
     if ckpt is not None and model.config.label_stats != scaler.to_dict():
         raise ValueError(f"{out_dir} was trained on other data (its label statistics differ): resume with the same data")
     model.config.label_stats = scaler.to_dict()
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        run = dict(data=[str(d) for d in ([data] if isinstance(data, (str, os.PathLike)) else data or [])],
-                   synthetic=synthetic, data_seed=data_seed, n_train=len(train_ds), n_test=len(test_ds))
-        (Path(out_dir) / 'data.json').write_text(json.dumps(run, indent=2))
+        folders = [dopt.data] if isinstance(dopt.data, (str, os.PathLike)) else dopt.data
+        run = dict(data=[str(d) for d in folders], synthetic=dopt.synthetic, data_seed=dopt.data_seed,
+                   n_train=len(train_ds), n_test=len(test_ds))
+        atomic_write(Path(out_dir) / 'data.json', json.dumps(run, indent=2))
     return fit(model, train_ds, test_ds, cfg, out_dir, resume)
 
-# %% ../nbs/04_train.ipynb #04c029
-from fastcore.script import Param, call_parse, store_true
+# %% ../nbs/04_train.ipynb #04c022
+import argparse
 
-@call_parse
-def train_cli(
-    data: Param("dataset folder(s): ChirpLoc100K PNG layout or chirploc array folders", str, nargs='+') = None,
-    synthetic: Param("instead of folders: train on N generator samples made on the fly", int) = 0,
-    data_seed: Param("generator seed of --synthetic", int) = 0,
-    fresh: Param("--synthetic: new training samples every epoch", store_true) = False,
-    out: Param("run folder: history, checkpoints and the final localizer", str) = 'runs/train',
-    resume: Param("continue the run in --out from its last finished epoch", store_true) = False,
-    backbone: Param(f"hub id, local ViT folder, or a from-scratch configuration", str) = PAPER_BACKBONE,
-    targets: Param("comma-separated label columns to predict", str) = ','.join(DEFAULT_TARGETS),
-    input_format: Param("rgb224, matrix or matrix-from-figure (default: rgb224; matrix for 1-channel scratch models)", str) = None,
-    lora: Param("LoRA adapters: auto (on for pretrained backbones), on, off", str) = 'auto',
-    stem: Param("from scratch: channels of a stride-2 conv stem, comma-separated, e.g. 16,32,64 (default: the backbone's; none for the paper)", str) = None,
-    coords: Param("from scratch: add time/frequency coordinate channels (default: the backbone's)", store_true) = False,
-    pooling: Param("what the head reads: cls (the paper), mean, or soft (soft-argmax over patches); default: the backbone's", str) = None,
-    epochs: Param("maximum epochs", int) = 100,
-    batch_size: Param("batch size", int) = 32,
-    lr: Param("AdamW learning rate", float) = 1e-4,
-    weight_decay: Param("AdamW weight decay", float) = 0.01,
-    schedule: Param("plateau (the paper), cosine or onecycle", str) = 'plateau',
-    warmup_epochs: Param("cosine: warmup epochs", float) = 0.0,
-    patience: Param("early stopping: epochs without a lower test loss (0: never stop)", int) = 4,
-    grad_clip: Param("clip the gradient norm (0: off, the paper)", float) = 0.0,
-    device: Param("auto, cpu, cuda, cuda:1, mps", str) = 'auto',
-    no_amp: Param("no mixed precision on CUDA", store_true) = False,
-    seed: Param("training seed", int) = 0,
-    workers: Param("data loader worker processes", int) = 0,
-    cache: Param("decode PNG inputs once into a cache (in $CHIRPLOC_CACHE or ~/.cache/chirploc)", store_true) = False,
-    quiet: Param("no progress bars", store_true) = False,
-):
-    "Train a chirp localizer (paper Appendix A3): ViT + LoRA, MSE on standardized labels, AdamW, early stopping."
-    if lora not in ('auto', 'on', 'off'): raise SystemExit(f"chirploc train: --lora must be auto, on or off, not {lora!r}")
-    try:
-        model, history = train(data, out, synthetic=synthetic, data_seed=data_seed, backbone=backbone,
-                               targets=[t.strip() for t in targets.split(',') if t.strip()], input_format=input_format,
-                               use_lora=None if lora == 'auto' else lora == 'on', stem=None if stem is None else [int(c) for c in stem.split(',') if c.strip()], coords=coords or None, pooling=pooling,
-                               cache=cache or None, resume=resume, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                               schedule=schedule, warmup_epochs=warmup_epochs, early_stop_patience=patience, grad_clip=grad_clip, device=device,
-                               amp=not no_amp, seed=seed, num_workers=workers, fresh_samples=fresh, progress=not quiet)
+def train_parser() -> argparse.ArgumentParser:
+    "The `chirploc train` command line: DataOptions, ModelOptions and TrainConfig fields, --out_dir and --resume."
+    p = argparse.ArgumentParser(prog='chirploc train', description="Train a chirp localizer (paper Appendix A3): ViT + "
+                                "LoRA, MSE on standardized labels, AdamW, early stopping.")
+    add_options(p.add_argument_group('data'), DataOptions)
+    add_options(p.add_argument_group('model'), ModelOptions)
+    add_options(p.add_argument_group('training'), TrainConfig)
+    p.add_argument('--out_dir', default='runs/train', help='run folder: history, checkpoints and the final localizer')
+    p.add_argument('--resume', action='store_true', help='continue the run in --out_dir from its last finished epoch')
+    return p
+
+def train_cli(argv=None):
+    "`chirploc train`: train a localizer and save it in --out_dir."
+    a = train_parser().parse_args(argv)
+    options = {**options_from(a, DataOptions), **options_from(a, ModelOptions, drop_none=True), **options_from(a, TrainConfig)}
+    try: model, history = train(out_dir=a.out_dir, resume=a.resume, **options)
     except (BackboneUnavailable, DataError, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"chirploc train: {e}")
     best = history.loc[history.test_loss.idxmin()] if len(history) else None
-    print(f"saved the localizer to {out}" + (f" (best epoch {int(best.epoch)}, test loss {best.test_loss:.4f})" if best is not None else ''))
+    print(f"saved the localizer to {a.out_dir}" + (f" (best epoch {int(best.epoch)}, test loss {best.test_loss:.4f})" if best is not None else ''))

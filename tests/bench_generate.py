@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chirploc.generate import _atomic_save, generate_batch, write_dataset
+from chirploc.core import atomic_write
+from chirploc.generate import generate_batch, write_dataset
 
 
 def rate(fn, n):
@@ -40,7 +41,8 @@ def write_zero_shards(folder, n, shard=1000):
     "Write n zero 128x128 float32 matrices as .npy shards with the array writer's own shard writer (fsync, rename)."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     for k in range(0, n, shard):
-        _atomic_save(folder / f's{k}.npy', np.zeros((min(shard, n - k), 128, 128), np.float32))
+        zeros = np.zeros((min(shard, n - k), 128, 128), np.float32)
+        atomic_write(folder / f's{k}.npy', lambda f: np.save(f, zeros))  # as the array writer writes its shards
 
 
 def main(quick=False, out='figures/benchmarks'):

@@ -12,11 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from chirploc.data import (DEFAULT_TARGETS, FIGURE_BOX, ArrayFolder, ChirpDataset, DataError, InputFormat, LabelScaler,
-                           PngFolder, SyntheticSource, build_cache, cache_file, figure_fidelity, figure_to_matrix,
-                           find_plot_box, load_image, make_loader, mpl_plot_box, normalize_matrix, open_source,
-                           paper_datasets, paper_split, prepare_input, preprocess_image, preprocess_matrix, read_labels,
-                           reference_figure, reference_samples, render_figure, target_array)
+from chirploc.data import (ArrayFolder, ChirpDataset, PngFolder, SyntheticSource, build_cache, cache_file, make_loader,
+                           open_source, paper_datasets)
+from chirploc.inputs import (FIGURE_BOX, InputFormat, figure_fidelity, figure_to_matrix, find_plot_box, load_image,
+                             mpl_plot_box, normalize_matrix, prepare_input, preprocess_image, preprocess_matrix, render_figure)
+from chirploc.labels import DEFAULT_TARGETS, DataError, LabelScaler, paper_split, read_labels, target_array
+from reference import reference_figure, reference_folder, reference_samples
 from chirploc.generate import LABEL_COLUMNS, GeneratorConfig, generate_batch, sample_chirps, write_dataset
 
 HEADER = ','.join(LABEL_COLUMNS) + '\n'
@@ -26,13 +27,7 @@ HEADER = ','.join(LABEL_COLUMNS) + '\n'
 @pytest.fixture(scope='module')
 def ref_dir(tmp_path_factory):
     "8 figures made by the reference package itself (no chirploc.json), after np.random.seed(0)."
-    from chirp_spectrogram_generator import SpectrogramGenerator
-    d = tmp_path_factory.mktemp('reference')
-    np.random.seed(0)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter('ignore')
-        SpectrogramGenerator(output_dir=str(d)).generate_dataset(8)
-    return d
+    return reference_folder(tmp_path_factory.mktemp('reference'), 8, seed=0)
 
 
 @pytest.fixture(scope='module')

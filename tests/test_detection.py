@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from chirploc.data import PRESENCE, DataError, read_labels
+from chirploc.generate import PRESENCE
+from chirploc.labels import DataError, read_labels
 from chirploc.evaluate import detection_report, roc_auc
 from chirploc.generate import LABEL_COLUMNS, GeneratorConfig, chirp_ridges, generate_batch, sample_chirps, write_dataset
 from chirploc.model import ChirpLocalizer, LocalizerConfig

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from chirploc.data import DEFAULT_TARGETS, preprocess_matrix, render_figure
+from chirploc.inputs import preprocess_matrix, render_figure
+from chirploc.labels import DEFAULT_TARGETS
 from chirploc.generate import generate_batch
 from chirploc.model import (PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ChirpLocalizer, LocalizerConfig,
                             apply_lora, count_parameters, load_backbone, lora_target_modules)

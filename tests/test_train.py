@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import chirploc.train as tr
-from chirploc.data import ChirpDataset, LabelScaler, SyntheticSource
+from chirploc.data import ChirpDataset, SyntheticSource
+from chirploc.labels import LabelScaler
 from chirploc.model import ChirpLocalizer, LocalizerConfig
 from chirploc.train import TrainConfig, fit, load_checkpoint, make_datasets, train
 
@@ -82,14 +83,14 @@ def test_state_is_weights_only_loadable(tmp_path):
 
 def test_early_stopping_keeps_the_best_weights(tmp_path):
     # lr 0: the test loss never gets lower after epoch 1, so training stops after 1 + patience epochs
-    model, h = train(out_dir=tmp_path, epochs=10, lr=0.0, early_stop_patience=2, **KW)
+    model, h = train(out_dir=tmp_path, epochs=10, lr=0.0, patience=2, **KW)
     assert list(h.epoch) == [1, 2, 3]
     assert load_checkpoint(tmp_path / 'checkpoint')['early_stopping'] == dict(
         best_loss=h.test_loss[0], best_epoch=1, bad_epochs=2, stopped=True)
 
 
 def test_plateau_schedule_follows_the_test_loss(tmp_path):
-    model, h = train(out_dir=None, epochs=5, lr=1e-6, plateau_patience=1, early_stop_patience=0, **KW)
+    model, h = train(out_dir=None, epochs=5, lr=1e-6, plateau_patience=1, patience=0, **KW)
     # replay: ReduceLROnPlateau(mode min, factor 0.1, patience 1) on the logged test losses gives the logged lrs
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-6)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode='min', factor=0.1, patience=1)
@@ -99,7 +100,7 @@ def test_plateau_schedule_follows_the_test_loss(tmp_path):
 
 
 def test_cosine_schedule(tmp_path):
-    cfg = TrainConfig(epochs=3, lr=1e-3, schedule='cosine', warmup_epochs=1, min_lr=1e-5, progress=False, early_stop_patience=0)
+    cfg = TrainConfig(epochs=3, lr=1e-3, schedule='cosine', warmup_epochs=1, min_lr=1e-5, progress=False, patience=0)
     tr_ds, te_ds, scaler = make_datasets(synthetic=64, input_format='matrix')
     torch.manual_seed(0)
     model = ChirpLocalizer(LocalizerConfig('vit-micro', label_stats=scaler.to_dict()))
@@ -135,7 +136,7 @@ def test_folders_png_and_array(tmp_path):
     # several folders: each split by the paper's rule, parts concatenated, statistics over all labels
     tr_ds, te_ds, scaler = make_datasets([arr1, arr2], input_format='matrix')
     assert (len(tr_ds), len(te_ds)) == (24 + 16, 6 + 4)
-    from chirploc.data import read_labels
+    from chirploc.labels import read_labels
     both = pd.concat([read_labels(arr1), read_labels(arr2)])
     assert np.allclose(scaler.mean, both[list(scaler.targets)].mean().values)
     # a PNG folder, figure input (a 3-channel micro ViT at 128 px)
@@ -147,8 +148,8 @@ def test_folders_png_and_array(tmp_path):
         make_datasets()
     # the command line takes several folders too
     from chirploc.cli import main
-    main(['train', '--data', str(arr1), str(arr2), '--backbone', 'vit-micro', '--epochs', '1', '--out', str(tmp_path / 'two'),
-          '--quiet'])
+    main(['train', '--data', str(arr1), str(arr2), '--backbone', 'vit-micro', '--epochs', '1', '--out_dir', str(tmp_path / 'two'),
+          '--no-progress'])
     info = json.loads((tmp_path / 'two' / 'data.json').read_text())
     assert info['data'] == [str(arr1), str(arr2)] and (info['n_train'], info['n_test']) == (40, 10)
 
@@ -156,16 +157,16 @@ def test_folders_png_and_array(tmp_path):
 def test_cli(tmp_path, capsys):
     from chirploc.cli import main
     out = tmp_path / 'cli'
-    main(['train', '--synthetic', '64', '--backbone', 'vit-micro', '--epochs', '1', '--out', str(out), '--quiet',
+    main(['train', '--synthetic', '64', '--backbone', 'vit-micro', '--epochs', '1', '--out_dir', str(out), '--no-progress',
           '--targets', 'Chirp_Start_Time,Chirp_Duration'])
     assert 'saved the localizer to' in capsys.readouterr().out
     m = ChirpLocalizer.from_pretrained(out)
     assert m.config.targets == ('Chirp_Start_Time', 'Chirp_Duration')
     assert list(pd.read_csv(out / 'history.csv').columns[3:5]) == ['r_Chirp_Start_Time', 'r_Chirp_Duration']
-    main(['train', '--synthetic', '64', '--backbone', 'vit-micro', '--epochs', '2', '--out', str(out), '--quiet',
+    main(['train', '--synthetic', '64', '--backbone', 'vit-micro', '--epochs', '2', '--out_dir', str(out), '--no-progress',
           '--targets', 'Chirp_Start_Time,Chirp_Duration', '--resume'])
     assert len(pd.read_csv(out / 'history.csv')) == 2
     with pytest.raises(SystemExit, match='cannot load the pretrained backbone'):
-        main(['train', '--synthetic', '64', '--out', str(tmp_path / 'paper'), '--quiet'])
+        main(['train', '--synthetic', '64', '--out_dir', str(tmp_path / 'paper'), '--no-progress'])
     with pytest.raises(SystemExit, match='resume it'):
-        main(['train', '--synthetic', '64', '--backbone', 'vit-micro', '--out', str(out), '--quiet'])
+        main(['train', '--synthetic', '64', '--backbone', 'vit-micro', '--out_dir', str(out), '--no-progress'])
