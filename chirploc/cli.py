@@ -11,6 +11,7 @@ import sys
 
 COMMANDS = {
     'generate': ('chirploc.generate', 'generate_cli', 'make a synthetic chirp spectrogram dataset (PNG figures or arrays)'),
+    'pretrain': ('chirploc.pretrain', 'pretrain_cli', 'MAE-pretrain a ViT backbone on unlabeled spectrograms'),
     'train': ('chirploc.train', 'train_cli', 'train a chirp localizer'),
     'evaluate': ('chirploc.evaluate', 'evaluate_cli', 'evaluate a localizer on a ChirpLoc100K-layout folder'),
     'predict': ('chirploc.evaluate', 'predict_cli', 'describe the chirp in spectrogram images or matrices'),

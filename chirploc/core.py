@@ -17,7 +17,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'Config', 'option', 'add_options', 'coerce_option', 'options_from',
-           'git_commit', 'versions', 'device_name', 'pyplot', 'save_figure', 'figure_provenance']
+           'isolated_rng', 'git_commit', 'versions', 'device_name', 'pyplot', 'save_figure', 'figure_provenance']
 
 # %% ../nbs/00_core.ipynb #00c006
 @contextmanager
@@ -105,6 +105,17 @@ def options_from(args, cls, drop_none: bool = False) -> dict:
     return {k: v for k, v in out.items() if v is not None} if drop_none else out
 
 # %% ../nbs/00_core.ipynb #00c014
+def isolated_rng(fn):
+    "Decorator: run `fn` with torch's random states (CPU and every GPU) saved before and restored after."
+    import functools
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices): return fn(*args, **kwargs)
+    return wrapper
+
+# %% ../nbs/00_core.ipynb #00c017
 def git_commit(path='.', ignore=()) -> str | None:
     "The commit checked out at `path`, with '-dirty' when tracked files differ from it (outside `ignore`d folders); None outside git."
     try:
@@ -132,7 +143,7 @@ def device_name(device='cpu') -> str:
     if d.type == 'cuda': return torch.cuda.get_device_name(d)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
-# %% ../nbs/00_core.ipynb #00c019
+# %% ../nbs/00_core.ipynb #00c022
 def pyplot():
     "matplotlib.pyplot, imported on first use (importing chirploc does not load it)."
     import matplotlib.pyplot as plt
