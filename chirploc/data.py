@@ -62,6 +62,9 @@ class ChirpSource:
         bins = (self.cfg.num_freq_bins, self.cfg.num_time_bins)
         return preprocess_image(self.figure(i), fmt, bins)  # rgb224, or matrix-from-figure: through the drawn figure
     def cache_key(self) -> dict: raise NotImplementedError
+    def precomputed(self, fmt) -> Path | None:
+        "A file of this source's inputs in `fmt`, written when the data were made (None: there is none)."
+        return None
     def __repr__(self): return f"{type(self).__name__}({len(self)} samples)"
 
 class PngFolder(ChirpSource):
@@ -101,6 +104,16 @@ class PngFolder(ChirpSource):
         st = (self.path / LABELS_FILE).stat()
         return dict(kind=self.kind, path=str(self.path.resolve()), n=len(self), labels=[st.st_size, st.st_mtime_ns],
                     meta=self.meta)
+    def precomputed(self, fmt) -> Path | None:
+        "The folder's `inputs_{size}px.npy` (`write_dataset(..., inputs=...)`) for an rgb224 format of that size, if it has one."
+        fmt = InputFormat.parse(fmt)
+        if self.meta is None or fmt.kind != 'rgb' or fmt.size not in (self.meta.get('inputs') or []): return None
+        path = self.path / f"inputs_{fmt.size}px.npy"
+        a = np.load(path, mmap_mode='r') if path.exists() else None
+        if a is None or a.shape != (len(self), *fmt.shape) or a.dtype != np.uint8:
+            raise DataError(f"{path}: missing or not uint8 {(len(self), *fmt.shape)}; rerun the `chirploc generate` command "
+                            "that made the folder (with the same --inputs) to repair it")
+        return path
 
 # %% ../nbs/02c_data.ipynb #02cc012
 class ArrayFolder(ChirpSource):
@@ -193,7 +206,7 @@ def open_source(source, **kw) -> ChirpSource:
 class ChirpDataset(torch.utils.data.Dataset):
     "(input, targets) pairs of `source` (a folder path or a ChirpSource), optionally a subset `indices` of it."
     def __init__(self, source, targets=DEFAULT_TARGETS, input_format='rgb224', scaler: LabelScaler | None = None,
-                 indices=None, cache=None):
+                 indices=None, cache=None, workers: int | None = 0):
         self.source = open_source(source)
         self.targets, self.input_format, self.scaler = check_targets(targets), InputFormat.parse(input_format), scaler
         if scaler is not None and tuple(scaler.targets) != self.targets:
@@ -203,7 +216,7 @@ class ChirpDataset(torch.utils.data.Dataset):
         if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n):
             raise IndexError(f"indices must lie in 0..{n - 1}")
         self._y, self._cache_path, self._cache = None, None, None
-        if cache: self.use_cache(None if cache is True else cache)
+        if cache: self.use_cache(None if cache is True else cache, workers=workers)  # workers: for building it
 
     def __len__(self): return len(self.indices)
     @property
@@ -228,11 +241,10 @@ class ChirpDataset(torch.utils.data.Dataset):
         return self
 
     def input(self, i: int) -> np.ndarray:
-        "Input of source sample `i` (not a dataset position), from the cache when there is one."
-        if self._cache_path is not None:
+        "Input of source sample `i` (not a dataset position): float32, or as the cache holds it (uint8 rgb, float16 matrices)."
+        if self._cache_path is not None:  # the model scales uint8 to [0, 1] on its device: a quarter of the bytes travel
             if self._cache is None: self._cache = np.load(self._cache_path, mmap_mode='r')
-            a = self._cache[i]
-            return a.astype(np.float32) / 255 if a.dtype == np.uint8 else a.astype(np.float32)
+            return np.array(self._cache[i])
         return self.source.input(i, self.input_format)
 
     def __getitem__(self, j):
@@ -247,7 +259,7 @@ class ChirpDataset(torch.utils.data.Dataset):
         return ds
 
     def use_cache(self, cache_dir=None, workers: int | None = 0, progress: bool = True) -> Path:
-        "Read inputs from a decoded cache (built once for the whole source, see `build_cache`)."
+        "Read inputs from a decoded cache (the source's own input file, or one built once for the whole source: `build_cache`)."
         self._cache_path, self._cache = build_cache(self.source, self.input_format, cache_dir, workers=workers,
                                                     progress=progress), None
         return self._cache_path
@@ -309,9 +321,10 @@ class _Inputs(torch.utils.data.Dataset):
 
 def build_cache(source, input_format='rgb224', cache_dir=None, workers: int | None = 0, batch_size: int = 64,
                 progress: bool = True) -> Path:
-    "Decode every input of `source` once into a .npy cache (uint8 for rgb, float16 for matrices); reuse it if present."
+    "Decode every input of `source` once into a .npy cache (uint8 for rgb, float16 for matrices); reuse it, or the source's own inputs file."
     from tqdm.auto import tqdm
     src, fmt = open_source(source), InputFormat.parse(input_format)
+    if src.precomputed(fmt) is not None: return src.precomputed(fmt)  # written with the figures: nothing to decode
     path = cache_file(src, fmt, cache_dir)
     if path.exists(): return path
     path.parent.mkdir(parents=True, exist_ok=True)

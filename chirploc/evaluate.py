@@ -87,7 +87,8 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
 
 # %% ../nbs/05_evaluate.ipynb #05c013
 def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, workers: int | None = 0,
-                       device='auto', progress: bool = False, limit: int | None = None, threshold: float | None = None):
+                       device='auto', progress: bool = False, limit: int | None = None, threshold: float | None = None,
+                       cache=None):
     "(report, predictions) of localizer `model` on dataset `data` (a folder or a ChirpSource); `split`: all | test | train."
     model = load_localizer(model, device)
     src = open_source(data)
@@ -95,14 +96,15 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
     targets = list(model.config.targets)
     missing = [t for t in targets if t not in src.labels.columns and t != PRESENCE]  # no Chirp_Present: all chirps
     if missing: raise DataError(f"{getattr(src, 'path', src)}: labels lack {missing}, which the model predicts")
-    ds = ChirpDataset(src, targets, model.config.input_format, model.scaler, indices=idx)
+    ds = ChirpDataset(src, targets, model.config.input_format, model.scaler, indices=idx, cache=cache, workers=workers)
     dev = next(model.parameters()).device
     out = timed_pass(model, make_loader(ds, batch_size=batch_size, workers=workers), device=dev)
     thr = model.config.presence_threshold if threshold is None else threshold  # a detector's operating point
     report = dict(targets=regression_report(out['pred'], out['true'], targets, thr),
                   inference=dict(images=int(out['n']), seconds=float(out['seconds']),
                                  images_per_s=float(out['n'] / out['seconds']) if out['seconds'] > 0 else float('nan'),
-                                 device=str(dev)))
+                                 device=str(dev)),
+                  loading=dict(seconds=float(out['load_seconds']), cached=ds._cache_path is not None))
     preds = prediction_table(out['pred'], out['true'], targets, ds.labels)
     return report, preds
 

@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
-from .core import Config, atomic_write
+from .core import Config, atomic_path, atomic_write
 
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'GeneratorConfig', 'empty_spectrograms',
            'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps', 'chirp_bins',
            'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'generate_batch', 'png_bytes', 'FigureRenderer',
-           'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser',
-           'generate_cli']
+           'figure_pixels', 'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset',
+           'generate_parser', 'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -271,6 +271,14 @@ class FigureRenderer:
         "Write the figure of `S` to `path` as PNG, atomically (a temporary file renamed into place)."
         return atomic_write(path, png_bytes(self(S, index, chirp_type)), fsync=False)  # 100,000 small files: no fsync
 
+def figure_pixels(figure, size: int = 224) -> np.ndarray:
+    "A figure (RGBA array or PIL image) as the paper's input before scaling: RGB, resized to `size` with PIL's default filter, (3, size, size) uint8."
+    from PIL import Image
+    img = figure if isinstance(figure, Image.Image) else Image.fromarray(np.asarray(figure))
+    rgb = img.convert('RGB')  # drops alpha (RGBA), expands L / P images
+    if rgb.size != (size, size): rgb = rgb.resize((size, size))  # PIL's default filter, as the paper
+    return np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))
+
 _RENDERERS = {}
 def figure_renderer(cfg: GeneratorConfig | None = None) -> FigureRenderer:
     "This process's FigureRenderer for `cfg`, made once (setting up a matplotlib figure costs more than drawing one)."
@@ -292,15 +300,32 @@ def labels_csv_lines(labels: pd.DataFrame) -> str:
 
 def _shard_name(k: int) -> str: return f"spectrograms_{k:05d}.npy"
 
+def _inputs_name(size: int) -> str: return f"inputs_{size}px.npy"
+
 def _work_png(args):
-    "Worker: render samples [start, stop) of the dataset as figures in `out`."
-    out, start, stop, seed, cfgd = args
+    "Worker: render samples [start, stop) of the dataset as figures in `out` (and their rows of the input files)."
+    out, start, stop, seed, cfgd, sizes = args
     cfg = GeneratorConfig.from_dict(cfgd)
     r = figure_renderer(cfg)
+    inputs = {size: np.load(Path(out) / _inputs_name(size), mmap_mode='r+') for size in sizes}
     S, lab = generate_batch(range(start, stop), seed, cfg, dtype=np.float64)
     for j, (s, kind) in enumerate(zip(S, lab.Chirp_Type)):
-        r.save(s, start + j + 1, kind, Path(out) / f"spectrogram_{start + j + 1}.png")
+        rgba = r(s, start + j + 1, kind)
+        atomic_write(Path(out) / f"spectrogram_{start + j + 1}.png", png_bytes(rgba), fsync=False)  # 100,000 small files
+        for size, a in inputs.items(): a[start + j] = figure_pixels(rgba, size)
+    for a in inputs.values(): a.flush()
     return start, stop, labels_csv_lines(lab)
+
+def _open_inputs(out: Path, n: int, size: int, done: int):
+    "Make `inputs_{size}px.npy` hold n rows, keeping the first `done` (a grown dataset keeps what it had)."
+    path, shape = out / _inputs_name(size), (n, 3, size, size)
+    old = np.load(path, mmap_mode='r') if path.exists() else None
+    if old is not None and old.shape == shape and old.dtype == np.uint8: return
+    with atomic_path(path) as tmp:
+        new = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=shape)
+        keep = min(done, len(old)) if old is not None and old.shape[1:] == shape[1:] else 0
+        for k in range(0, keep, 1000): new[k:min(k + 1000, keep)] = old[k:min(k + 1000, keep)]
+        new.flush(); del new
 
 def _work_array(args):
     "Worker: write samples [start, stop) of the dataset as one float32 shard in `out`."
@@ -334,7 +359,7 @@ def _check_existing(out: Path, meta: dict, n: int):
         if stray: raise DatasetMismatch(f"{out}: holds files not written by chirploc ({', '.join(sorted(stray)[:3])}, ...); "
                                         "choose an empty or new folder")
         return 0
-    for key in ('format', 'seed', 'config', 'shard_size'):
+    for key in ('format', 'seed', 'config', 'shard_size', 'inputs'):
         if old.get(key) != meta.get(key):
             raise DatasetMismatch(f"{out}: holds a dataset with {key} = {old.get(key)!r}, not {meta.get(key)!r}; "
                                   "refusing to mix datasets (use another --out, or the same settings to resume)")
@@ -356,9 +381,10 @@ def _rows_done(out: Path, seed: int, cfg: GeneratorConfig, step: int) -> int:
         raise DatasetMismatch(f"{path}: row {first + 1} does not match seed {seed}; refusing to mix datasets")
     return done
 
-def _files_present(out: Path, format: str, done: int, shard_size: int) -> int:
-    "Rows (of `done`) whose image or shard is on disk and whole; a missing file makes the run redo it."
+def _files_present(out: Path, format: str, done: int, shard_size: int, sizes=()) -> int:
+    "Rows (of `done`) whose image or shard (and input rows) are on disk and whole; a missing file makes the run redo it."
     if format == 'png':
+        if any(not (out / _inputs_name(s)).exists() for s in sizes): return 0
         have = {p.name for p in out.glob('spectrogram_*.png')}
         return next((i for i in range(done) if f"spectrogram_{i + 1}.png" not in have), done)
     for k in range(math.ceil(done / shard_size)):
@@ -370,23 +396,27 @@ def _files_present(out: Path, format: str, done: int, shard_size: int) -> int:
 
 def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: GeneratorConfig | None = None,
                   workers: int | None = None, chunk: int | None = None, shard_size: int = 1000,
-                  progress: bool = True) -> Path:
-    "Write samples 0..n-1 of the dataset with `seed` to folder `out` as `png` figures or `array` shards; resumable."
+                  progress: bool = True, inputs=()) -> Path:
+    "Write samples 0..n-1 of the dataset with `seed` to folder `out` as `png` figures (+ `inputs` sizes) or `array` shards; resumable."
     from tqdm.auto import tqdm
     if format not in ('png', 'array'): raise ValueError(f"unknown format {format!r}; use 'png' or 'array'")
     if int(n) != n or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}")
+    sizes = sorted({int(s) for s in ((inputs,) if isinstance(inputs, int) else inputs or ())})
+    if sizes and format != 'png': raise ValueError("network inputs are written from the figures: use format='png'")
     cfg, out, n = cfg or GeneratorConfig(), Path(out), int(n)
     step = shard_size if format == 'array' else (chunk or 50)
     meta = dict(format=format, seed=int(seed), n=n, config=cfg.to_dict(), complete=False,
                 shard_size=shard_size if format == 'array' else None, dtype='float32' if format == 'array' else None,
                 shape=[cfg.num_freq_bins, cfg.num_time_bins], generator='chirploc', label_columns=label_columns(cfg))
+    if sizes: meta['inputs'] = sizes  # only then: folders without input files keep the meta they were written with
     out.mkdir(parents=True, exist_ok=True)
     old = _check_existing(out, meta, n)
     if (old and old.get('complete') and old.get('n') == n and _rows_done(out, seed, cfg, 1) == n
-            and _files_present(out, format, n, shard_size) == n):
+            and _files_present(out, format, n, shard_size, sizes) == n):
         return out  # finished before: nothing to do, nothing rewritten
     done = _rows_done(out, seed, cfg, step if format == 'array' else 1) if old else 0
-    done = _files_present(out, format, done, shard_size)
+    done = _files_present(out, format, done, shard_size, sizes)
+    for size in sizes: _open_inputs(out, n, size, done)
     if format == 'array':
         meta['shards'] = [_shard_name(k) for k in range(math.ceil(n / shard_size))]
         if old and old.get('n') != n and old.get('n', 0) % shard_size:
@@ -395,7 +425,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     labels_path = out / LABELS_FILE
     head = ','.join(label_columns(cfg)) + '\n'
     atomic_write(labels_path, head + labels_csv_lines(sample_chirps(range(done), seed, cfg)))  # drop torn rows
-    jobs = [(str(out), s, min(s + step, n), int(seed), cfg.to_dict()) + ((s // shard_size,) if format == 'array' else ())
+    jobs = [(str(out), s, min(s + step, n), int(seed), cfg.to_dict()) + ((s // shard_size,) if format == 'array' else (sizes,))
             for s in range(done, n, step)]
     work = _work_array if format == 'array' else _work_png
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
@@ -428,6 +458,7 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     p.add_argument('--shard_size', type=int, default=1000, help='samples per shard (array format)')
     p.add_argument('--p_empty', type=float, default=0.0, help='share of chirp-free (noise only) samples, for detection; adds a Chirp_Present column')
+    p.add_argument('--inputs', type=int, nargs='*', default=[], help="png: also write the network's inputs at these sizes (224: the paper's), inputs_224px.npy")
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True, help='progress bar')
     return p
 
@@ -436,7 +467,7 @@ def generate_cli(argv=None):
     a = generate_parser().parse_args(argv)
     try:
         path = write_dataset(a.out, a.n, seed=a.seed, format=a.format, cfg=GeneratorConfig(p_empty=a.p_empty),
-                             workers=a.workers, shard_size=a.shard_size, progress=a.progress)
+                             workers=a.workers, shard_size=a.shard_size, progress=a.progress, inputs=a.inputs)
     except ValueError as e:
         raise SystemExit(f"chirploc generate: {e}")
     print(f"wrote {a.n} samples ({a.format}, seed {a.seed}{f', {a.p_empty:.0%} chirp-free' if a.p_empty else ''}) to {path}")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .generate import GeneratorConfig, figure_renderer
+from .generate import GeneratorConfig, figure_pixels, figure_renderer
 from .labels import DataError
 
 # %% auto #0
@@ -105,9 +105,7 @@ def preprocess_image(img, fmt='rgb224', bins: tuple = (128, 128)) -> np.ndarray:
     if not isinstance(img, Image.Image): img = load_image(img)
     if fmt.kind == 'matrix':  # the matrix (F, T) = `bins` recovered from the figure, already on the [0, 1] colour scale
         return preprocess_matrix(figure_to_matrix(img, bins=bins), fmt, normalize=False)
-    rgb = img.convert('RGB')  # drops alpha (RGBA), expands L / P images
-    if rgb.size != (fmt.size, fmt.size): rgb = rgb.resize((fmt.size, fmt.size))  # PIL's default filter, as the paper
-    return _chw(np.asarray(rgb, dtype=np.float32) / 255, 3)
+    return figure_pixels(img, fmt.size).astype(np.float32) / 255  # RGB, resized with PIL's default filter, / 255
 
 def prepare_input(x, fmt='rgb224') -> np.ndarray:
     "Network input (C, size, size) from a figure (path, PIL image, (H, W, 3|4) uint8 array) or a 2-D spectrogram matrix."

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .core import Config, option
+from .core import Config, atomic_write, option
 from .generate import PRESENCE
 from .inputs import InputFormat, prepare_input
 from .labels import DEFAULT_TARGETS, LabelScaler, check_targets
@@ -30,7 +30,8 @@ from .labels import DEFAULT_TARGETS, LabelScaler, check_targets
 # %% auto #0
 __all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'ModelOptions', 'LocalizerConfig', 'BackboneUnavailable',
            'hub_reachable', 'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
-           'regression_head', 'conv_stem', 'add_coords', 'ChirpLocalizer', 'count_parameters']
+           'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
+           'backbone_fingerprint']
 
 # %% ../nbs/03_model.ipynb #03c006
 PAPER_BACKBONE = 'google/vit-base-patch16-224'
@@ -88,6 +89,7 @@ class LocalizerConfig(ModelOptions):
     head_dims: tuple = (256, 128)       # hidden widths of the regression head
     label_stats: dict | None = None     # chirploc.labels.LabelScaler.to_dict() of the training labels
     presence_threshold: float = 0.5     # a detector (Chirp_Present): P(chirp) from which it reports a chirp (set from training data)
+    backbone_sha256: str | None = None  # resolved on saving LoRA adapters: the fingerprint of the pretrained weights they adapt
 
     def __post_init__(self):
         if isinstance(self.backbone, os.PathLike): self.backbone = str(self.backbone)
@@ -276,6 +278,10 @@ def _format_for(fmt, size: int, channels: int) -> dict:
     ok = channels == 3 or (kind == 'matrix' and channels == 1)
     return InputFormat.parse(name, size=size, channels=channels if ok else None).to_dict()
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    "A batch of inputs as float32: uint8 pixels scaled to [0, 1], other dtypes converted."
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
 class ChirpLocalizer(nn.Module):
     "ViT backbone (+ LoRA) and an MLP head on [CLS]: images in, standardized chirp parameters out."
     def __init__(self, config: LocalizerConfig | None = None, backbone: nn.Module | None = None):
@@ -321,7 +327,8 @@ class ChirpLocalizer(nn.Module):
         self.class_head = regression_head(vc.hidden_size, cfg.head_dims, n_cls) if cfg.pooling == 'soft' and n_cls else None
 
     def fit_input(self, x: torch.Tensor) -> torch.Tensor:
-        "Adapt a batch (B, C, H, W) to the model's channels and size (repeat/average channels, antialiased resize)."
+        "Adapt a batch (B, C, H, W) to the model: uint8 pixels scaled to [0, 1] here, on the model's device; channels and size."
+        x = to_unit(x)  # inputs travel as uint8 (or float16): 4x fewer bytes than float32
         c, s = self.config.num_channels, self.config.image_size
         if x.shape[1] != c:
             if x.shape[1] == 1: x = x.expand(-1, c, -1, -1)
@@ -378,34 +385,95 @@ def _versions() -> dict:
     from chirploc import __version__
     return dict(chirploc=__version__, torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__)
 
+def backbone_fingerprint(vit: nn.Module) -> str:
+    "SHA-256 of a backbone's weights (names, shapes and bytes, LoRA adapters left out): which pretrained weights these are."
+    import hashlib
+    h = hashlib.sha256()
+    base = vit.get_base_model() if hasattr(vit, 'get_base_model') else vit
+    for k, v in sorted(base.state_dict().items()):
+        if 'lora_' in k: continue
+        k = k.replace('.base_layer.', '.')  # peft wraps a projection's own weight as base_layer
+        h.update(f"{k}:{tuple(v.shape)}:{v.dtype}".encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+@patch(as_prop=True)
+def saves_adapter(self: ChirpLocalizer) -> bool:
+    "Whether `save_pretrained` writes only what trains (LoRA on a pretrained backbone that can be loaded again from its source)."
+    return bool(self.config.use_lora and self.config.pretrained)
+
+@patch
+def trainable_state_dict(self: ChirpLocalizer) -> dict:
+    "The weights training changes, on the CPU: trainable parameters and buffers (everything, for a model trained from scratch)."
+    train = {n for n, p in self.named_parameters() if p.requires_grad} | {n for n, _ in self.named_buffers()}
+    return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in train}
+
+@patch
+def load_trainable_state_dict(self: ChirpLocalizer, state: dict):
+    "Load weights saved by `trainable_state_dict`; every trainable weight must be there, and nothing else."
+    want = set(self.trainable_state_dict())
+    if set(state) != want:
+        raise ValueError(f"not this model's trainable weights: missing {sorted(want - set(state))[:3]}, "
+                         f"unexpected {sorted(set(state) - want)[:3]}")
+    self.load_state_dict(state, strict=False)
+    return self
+
 @patch
 @torch.no_grad()
 def save_pretrained(self: ChirpLocalizer, folder, state_dict: dict | None = None) -> Path:
-    "Write `config.json` and `model.safetensors` (the model's weights, or `state_dict`) to `folder`; reload with `from_pretrained`."
-    from safetensors.torch import save_file
+    "Write `config.json` and the weights (the model's, or `state_dict` over them) to `folder`; reload with `from_pretrained`."
+    from safetensors.torch import save
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in (state_dict or self.state_dict()).items()}
-    tmp = folder / '.model.safetensors.tmp'
-    save_file(state, str(tmp), metadata={'format': 'pt'}); os.replace(tmp, folder / 'model.safetensors')
-    d = dict(chirploc='localizer', versions=_versions(), localizer=self.config.to_dict())
-    (folder / 'config.json').write_text(json.dumps(d, indent=2))
+    state = {**self.state_dict(), **(state_dict or {})}  # frozen weights never change: the model's are the ones to save
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if self.saves_adapter:
+        from peft import get_peft_model_state_dict
+        adapter = get_peft_model_state_dict(self.backbone, state_dict={k[len('backbone.'):]: v for k, v in state.items()
+                                                                        if k.startswith('backbone.')})
+        (folder / 'adapter').mkdir(exist_ok=True)
+        self.backbone.peft_config['default'].save_pretrained(folder / 'adapter')
+        atomic_write(folder / 'adapter' / 'adapter_model.safetensors', save(adapter, metadata={'format': 'pt'}))
+        state = {k: v for k, v in state.items() if not k.startswith('backbone.')}
+        if self.config.backbone_sha256 is None: self.config.backbone_sha256 = backbone_fingerprint(self.backbone)
+    atomic_write(folder / 'model.safetensors', save(state, metadata={'format': 'pt'}))
+    d = dict(chirploc='localizer', versions=_versions(), weights='adapter' if self.saves_adapter else 'full',
+             localizer=self.config.to_dict())
+    atomic_write(folder / 'config.json', json.dumps(d, indent=2))
     return folder
 
-@patch(cls_method=True)
-def from_pretrained(cls: ChirpLocalizer, folder, device='cpu') -> ChirpLocalizer:
-    "A localizer saved with `save_pretrained`, rebuilt from its config.json and weights with no network access."
+@patch
+def load_weights(self: ChirpLocalizer, folder) -> ChirpLocalizer:
+    "Load the weights of a `save_pretrained` folder into this model (built for its config): all of them, or adapters and head."
     from safetensors.torch import load_file
-    from transformers import ViTConfig, ViTModel
     folder = Path(folder)
-    cfg = _read_localizer_config(folder)
     weights = folder / 'model.safetensors'
     if not weights.exists(): raise FileNotFoundError(f"{folder}: no model.safetensors")
-    model = cls(cfg, backbone=_backbone_from_config(cfg.vit_config))
-    try: model.load_state_dict(load_file(str(weights)), strict=True)
+    state = load_file(str(weights))
+    try:
+        if (folder / 'adapter').exists():
+            from peft import set_peft_model_state_dict
+            set_peft_model_state_dict(self.backbone, load_file(str(folder / 'adapter' / 'adapter_model.safetensors')))
+            missing, unexpected = self.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith('backbone.')]  # the base weights: loaded from their source
+            if missing or unexpected: raise RuntimeError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        else: self.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ValueError(f"{weights} does not fit the architecture in {folder / 'config.json'} (saved with another "
                          f"transformers/peft version?): {str(e)[:500]}") from None
-    return model.to(device).eval()
+    return self
+
+@patch(cls_method=True)
+def from_pretrained(cls: ChirpLocalizer, folder, device='cpu') -> ChirpLocalizer:
+    "A localizer saved with `save_pretrained`, rebuilt from its config.json and weights (and, for adapters, its base backbone)."
+    folder = Path(folder)
+    cfg = _read_localizer_config(folder)
+    if (folder / 'adapter').exists():  # only what trained was saved: the base backbone comes from its source
+        base, _ = load_backbone(cfg.backbone)
+        if cfg.backbone_sha256 and backbone_fingerprint(base) != cfg.backbone_sha256:
+            raise ValueError(f"{folder}: its adapters were trained on other weights than {cfg.backbone!r} holds now "
+                             f"(fingerprint {cfg.backbone_sha256[:12]}); give the backbone folder it was trained on")
+        model = cls(cfg, backbone=base)
+    else: model = cls(cfg, backbone=_backbone_from_config(cfg.vit_config))
+    return model.load_weights(folder).to(device).eval()
 
 # %% ../nbs/03_model.ipynb #03c041
 @patch(as_prop=True)
@@ -459,7 +527,7 @@ def _prediction_items(inputs) -> list:
 @patch
 def prepare(self: ChirpLocalizer, item) -> torch.Tensor:
     "One input (path, PIL image, figure array, 2-D matrix, or (C, H, W) tensor) as a (C, H, W) tensor in the model's input format."
-    if isinstance(item, torch.Tensor): return item.float()
+    if isinstance(item, torch.Tensor): return to_unit(item)
     return torch.from_numpy(prepare_input(item, self.config.input_format))  # chirploc.data: as the training data
 
 @patch

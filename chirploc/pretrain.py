@@ -76,6 +76,7 @@ class PretrainConfig(Config):
     compile: bool = option(False, 'torch.compile the model')
     workers: int = option(0, 'data loader worker processes')
     checkpoint_every: int = option(100, 'steps between checkpoints (and one after the last step)')
+    time_limit: float | None = option(None, 'minutes: pause at the first checkpoint past this (rerun with resume to go on)')
     log_every: int = option(10, 'steps per history.csv row (their mean loss)')
     progress: bool = option(True, 'a progress bar')
 
@@ -98,7 +99,7 @@ class PretrainConfig(Config):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 # settings that may change when a run is resumed (they do not change the numbers)
-RESUMABLE_CHANGES = ('device', 'workers', 'progress', 'compile', 'checkpoint_every', 'log_every')
+RESUMABLE_CHANGES = ('device', 'workers', 'progress', 'compile', 'checkpoint_every', 'log_every', 'time_limit')
 
 def mae_config(config: PretrainConfig | None = None):
     "The `transformers.ViTMAEConfig` of a pretraining run: the shape, its decoder, mask ratio and loss; SDPA attention."
@@ -281,7 +282,7 @@ def write_backbone(run_dir, model, record: dict) -> Path:
 # %% ../nbs/03b_pretrain.ipynb #03bc020
 @isolated_rng
 def pretrain_mae(data, out_dir, config: PretrainConfig | None = None, resume: bool = False, cache=None) -> Path:
-    "MAE-pretrain a ViT on `data`'s images (labels unused) in run folder `out_dir`; returns the ViT backbone folder it writes."
+    "MAE-pretrain a ViT on `data`'s images (labels unused) in run folder `out_dir`; returns the ViT backbone folder it writes (None: paused at `time_limit`)."
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
     from transformers import ViTMAEForPreTraining
@@ -327,7 +328,7 @@ def pretrain_mae(data, out_dir, config: PretrainConfig | None = None, resume: bo
     ctx = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
 
     model.train()
-    bar = tqdm(total=total, initial=step, desc='MAE pretraining', disable=not cfg.progress)
+    bar, t_start = tqdm(total=total, initial=step, desc='MAE pretraining', disable=not cfg.progress), time.perf_counter()
     while step < total:
         epoch, first = divmod(step, per_epoch)   # batches of this epoch not yet done
         batches = _epoch_batches(n, cfg.batch_size, cfg.seed, epoch)[first:first + total - step]
@@ -360,6 +361,8 @@ def pretrain_mae(data, out_dir, config: PretrainConfig | None = None, resume: bo
                     step=step, seconds=seconds, history=history, pending_loss=acc.detach().cpu(), pending_steps=n_acc,
                     config=cfg.to_dict(), data=data_record, optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(), rng=_rng_state()))
+                if cfg.time_limit and step < total and time.perf_counter() - t_start >= 60 * cfg.time_limit:
+                    bar.close(); return None  # paused at a checkpoint: resume=True goes on from here
     bar.close()
 
     record = dict(method='MAE', **data_record, steps=total, batch_size=cfg.batch_size,

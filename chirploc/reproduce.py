@@ -27,34 +27,35 @@ from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, make_fig
 from .generate import PRESENCE, GeneratorConfig, write_dataset
 from .labels import DEFAULT_TARGETS, TARGET_UNITS
 from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ModelOptions, hub_reachable
-from .train import TrainConfig, pick_device, train
+from .inputs import InputFormat
+from .train import TrainConfig, pick_device, train, training_finished
 
 # %% auto #0
-__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_KEYS', 'ReproConfig', 'reproduce_config',
-           'reproduce_command', 'resolve_backbone', 'describe_backbone', 'prepare_data', 'train_model',
-           'evaluate_model', 'run_baselines', 'detection_thresholds', 'check_on_figures', 'read_run', 'build_results',
-           'check_results', 'run_label', 'reproduce', 'write_results', 'provenance', 'results_table', 'update_readme',
-           'reproduce_parser', 'reproduce_cli', 'results_cli']
+__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'ReproConfig',
+           'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone', 'prepare_data',
+           'train_model', 'evaluate_model', 'run_baselines', 'detection_thresholds', 'check_on_figures', 'read_run',
+           'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'provenance', 'results_table',
+           'update_readme', 'reproduce_parser', 'reproduce_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
 
 PRESETS = {
-    'paper': dict(n_samples=100_000, data_format='png', backbone=PAPER_BACKBONE, fallback_backbone='vit-b16-scratch',
-                  input_format='rgb224', pooling=None, epochs=100, batch_size=32, lr=1e-4, weight_decay=0.01,
-                  schedule='plateau', warmup_epochs=0.0, patience=4, grad_clip=0.0, cache=True, workers=8,
-                  eval_train=None, n_figure_check=0),
-    'smoke': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid', fallback_backbone=None,
+    'paper': dict(n_samples=100_000, data_format='png', backbone='mae:vit-b16', pretrain_steps=2500,
+                  pretrain_batch_size=256, input_format='rgb224', pooling=None, epochs=100, batch_size=32, lr=1e-4,
+                  weight_decay=0.01, schedule='plateau', warmup_epochs=0.0, patience=4, grad_clip=0.0, cache=True,
+                  workers=None, eval_train=None, n_figure_check=0),
+    'smoke': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid',
                   input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
                   schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
                   eval_train=10_000, n_figure_check=500),
     # the smoke recipe with duration (r, MAE), type (accuracy) and presence (ROC AUC, false alarms) predicted beside the
     # paper's three targets, on data with 10% chirp-free samples
-    'full': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid', fallback_backbone=None,
+    'full': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid',
                  input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
                  schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
                  eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS, p_empty=0.1),
-    'tiny': dict(n_samples=160, data_format='array', backbone='vit-micro', fallback_backbone=None, input_format='matrix',
+    'tiny': dict(n_samples=160, data_format='array', backbone='vit-micro', input_format='matrix',
                  pooling=None, epochs=2, batch_size=32, lr=1e-3, weight_decay=0.01, schedule='plateau', warmup_epochs=0.0,
                  patience=4, grad_clip=0.0, cache=False, workers=0, eval_train=None, n_figure_check=4),
 }
@@ -65,7 +66,8 @@ class ReproConfig(TrainConfig, ModelOptions):
     preset: str = option('smoke', 'smoke (CPU), full (smoke + duration, type, presence), paper (GPU) or tiny (seconds, for CI)')
     n_samples: int = option(50_000, 'dataset size')
     data_format: str = option('array', "'png' (ChirpLoc100K figures) or 'array' (the 128x128 matrices)")
-    fallback_backbone: str | None = option(None, 'used, and said, when the backbone is a hub id that cannot be reached')
+    pretrain_steps: int = option(0, 'backbone mae:SHAPE: MAE pretraining steps on the training split before fine-tuning')
+    pretrain_batch_size: int = option(256, 'backbone mae:SHAPE: MAE pretraining batch size')
     cache: bool = option(False, 'decode PNG inputs once into a cache')
     eval_train: int | None = option(None, 'evaluate at most this many train samples for Fig. 7 (default: all)')
     n_figure_check: int = option(0, 'also evaluate on this many fresh ChirpLoc100K figures (seed + 1)')
@@ -103,43 +105,63 @@ def reproduce_command(cfg: ReproConfig) -> str:
     return 'chirploc reproduce ' + ' '.join(args)
 
 # %% ../nbs/07_reproduce.ipynb #07c009
-def resolve_backbone(backbone: str, fallback: str | None = None, reachable=hub_reachable) -> tuple[str, str | None]:
-    "(backbone to use, a note when it is not the one asked for)."
-    if backbone in SCRATCH_CONFIGS or backbone == 'scratch' or Path(backbone).expanduser().is_dir(): return backbone, None
-    if reachable(): return backbone, None
-    if fallback is None:
-        raise BackboneUnavailable(f"{backbone} cannot be downloaded (no network access to the hub). Give a local copy "
-                                  f"(backbone=<folder made by save_pretrained>) or a from-scratch configuration "
-                                  f"({', '.join(SCRATCH_CONFIGS)})")
-    return fallback, (f"{backbone} could not be reached, so {fallback} was trained from random weights instead "
-                      f"(pass backbone=<local folder> to use a local copy of the pretrained weights)")
+class Paused(Exception):
+    "A stage stopped at its time limit, its progress saved; the same command goes on from there."
+
+def resolve_backbone(cfg: ReproConfig, data=None, reachable=hub_reachable) -> str:
+    "The backbone to fine-tune: the one named, or for `mae:SHAPE` the folder MAE pretraining writes (run here if needed)."
+    b = cfg.backbone
+    if b.startswith('mae:'):
+        if data is None: raise ValueError("backbone mae:SHAPE pretrains on the run's data: give `data`")
+        from chirploc.pretrain import PretrainConfig, pretrain_mae
+        pc = PretrainConfig(vit=b[4:], steps=cfg.pretrain_steps or None, batch_size=cfg.pretrain_batch_size, seed=cfg.seed,
+                            device=cfg.device, amp=cfg.amp if cfg.amp in ('auto', 'bf16', 'off') else 'auto',
+                            workers=cfg.workers or 0, compile=cfg.compile, time_limit=cfg.time_limit, progress=cfg.progress)
+        folder = pretrain_mae(data, Path(cfg.work_dir) / 'mae', pc, resume=True, cache=cfg.cache or None)
+        if folder is None: raise Paused(f"MAE pretraining paused at its time limit in {Path(cfg.work_dir) / 'mae'}")
+        return str(folder)
+    if b in SCRATCH_CONFIGS or b == 'scratch' or Path(b).expanduser().is_dir(): return b
+    if reachable(): return b
+    raise BackboneUnavailable(f"{b} cannot be downloaded (no network access to the hub). Give a local copy (backbone=<folder "
+                              f"made by save_pretrained>), MAE-pretrain one here (backbone=mae:vit-b16), or name a "
+                              f"from-scratch configuration ({', '.join(SCRATCH_CONFIGS)})")
 
 def describe_backbone(backbone: str, model=None) -> str:
-    "A backbone as the figures name it: 'vit-b16-scratch (from scratch)', 'google/vit-base-patch16-224 (pretrained, LoRA)'."
+    "A backbone as results and figures name it: 'vit-b16-scratch (from scratch)', 'ViT-B/16, MAE-pretrained here on ..., LoRA'."
     if model is None: return backbone
     c = model.config
+    if Path(backbone).is_dir():
+        from chirploc.pretrain import describe_pretrained
+        return describe_pretrained(backbone) + (', LoRA' if c.use_lora else ', all weights trained')
     return f"{backbone} ({'pretrained' if c.pretrained else 'from scratch'}{', LoRA' if c.use_lora else ''})"
 
 # %% ../nbs/07_reproduce.ipynb #07c012
 def prepare_data(cfg: ReproConfig) -> Path:
-    "Generate (or finish generating) the run's dataset: samples 0..n-1 of `cfg.seed`."
+    "Generate (or finish generating) the run's dataset: samples 0..n-1 of `cfg.seed`; figures with their network inputs."
+    fmt = InputFormat.parse(cfg.input_format or 'rgb224')
+    inputs = (fmt.size,) if cfg.data_format == 'png' and fmt.kind == 'rgb' and cfg.cache else ()
     return write_dataset(Path(cfg.work_dir) / 'data', cfg.n_samples, seed=cfg.seed, format=cfg.data_format,
-                         cfg=GeneratorConfig(p_empty=cfg.p_empty), workers=cfg.workers or None, progress=cfg.progress)
+                         cfg=GeneratorConfig(p_empty=cfg.p_empty), workers=cfg.workers or None, progress=cfg.progress,
+                         inputs=inputs)
 
 def train_model(cfg: ReproConfig, data, backbone: str):
-    "Train (or resume training) in `{work_dir}/train`; returns (best localizer, history)."
-    return train(data, Path(cfg.work_dir) / 'train', resume=True, config=cfg.train_config(), cache=cfg.cache,
-                 **{**cfg.model_options(), 'backbone': backbone})
+    "Train (or resume training) in `{work_dir}/train`; returns (best localizer, history). `Paused` at a time limit."
+    run = Path(cfg.work_dir) / 'train'
+    model, history = train(data, run, resume=True, config=cfg.train_config(), cache=cfg.cache,
+                           **{**cfg.model_options(), 'backbone': backbone})
+    if not training_finished(run, cfg.epochs):
+        raise Paused(f"training paused at its time limit after epoch {len(history)} in {run}")
+    return model, history
 
 def evaluate_model(cfg: ReproConfig, model, data) -> tuple[dict, dict]:
     "The test split's report (as `chirploc evaluate --json`), and the prediction tables {'train', 'test'}, saved."
-    bs = max(64, cfg.batch_size)
+    bs, cache = cfg.eval_batch_size or max(256, cfg.batch_size), cfg.cache or None
     _, train_ = evaluate_localizer(model, data, 'train', batch_size=bs, workers=cfg.workers, device=cfg.device,
-                                   limit=cfg.eval_train)
+                                   limit=cfg.eval_train, cache=cache)
     if PRESENCE in model.config.targets:  # a detector: its operating point from the train split, saved with the model
         model.config.presence_threshold = choose_threshold(*detection_scores(train_), cfg.max_false_alarm)
         model.save_pretrained(Path(cfg.work_dir) / 'train')
-    report, test = evaluate_localizer(model, data, 'test', batch_size=bs, workers=cfg.workers, device=cfg.device)
+    report, test = evaluate_localizer(model, data, 'test', batch_size=bs, workers=cfg.workers, device=cfg.device, cache=cache)
     out = Path(cfg.work_dir) / 'eval'; out.mkdir(parents=True, exist_ok=True)
     tables = dict(train=train_, test=test)
     for split, t in tables.items(): t.to_csv(out / f'predictions_{split}.csv', index=False)
@@ -175,7 +197,7 @@ def read_run(cfg: ReproConfig) -> dict:
     "What training recorded about its data (`{work_dir}/train/data.json`: folders, n_train, n_test)."
     return json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
 
-def build_results(cfg: ReproConfig, backbone: str, note: str | None, model, history: pd.DataFrame, report: dict,
+def build_results(cfg: ReproConfig, backbone: str, model, history: pd.DataFrame, report: dict,
                   commit: str | None, figure_check: dict | None = None, files=(), baselines: dict | None = None) -> dict:
     "The run's `results.json` content."
     run = read_run(cfg)
@@ -187,7 +209,8 @@ def build_results(cfg: ReproConfig, backbone: str, note: str | None, model, hist
                 best_epoch=marks['best_epoch'], epochs_run=int(len(history)),
                 train_seconds=float(history.epoch_s.sum()), targets=report['targets'], inference=report['inference'],
                 # beyond the contract
-                backbone_requested=cfg.backbone, backbone_note=note, device_name=device_name(dev), command=reproduce_command(cfg),
+                backbone_requested=cfg.backbone, loading=report.get('loading'), device_name=device_name(dev),
+                command=reproduce_command(cfg), world_size=int(run.get('world_size', 1)),
                 early_stop=marks['early_stop'], best_test_loss=float(best.test_loss),
                 history=history.to_dict(orient='list'), figure_check=figure_check, baselines=baselines or {}, config=cfg.to_dict(),
                 figures=sorted(str(f) for f in files), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
@@ -211,14 +234,19 @@ def check_results(results: dict, out_dir=None) -> dict:
 def run_label(cfg: ReproConfig, backbone_desc: str, n_train: int, n_test: int, device: str) -> str:
     return f"{cfg.preset} preset: {backbone_desc}, {n_train:,} train / {n_test:,} test, {device}"
 
-def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
-    "Generate, train, evaluate, draw every figure and write `results.json` into `cfg.out_dir`; returns the results."
+STAGES = ('data', 'pretrain', 'train', 'all')
+
+def reproduce(cfg: ReproConfig | None = None, stage: str = 'all', **overrides) -> dict | None:
+    "Generate, (pretrain,) train, evaluate, draw every figure and write `results.json`; or only the stages up to `stage`."
+    if stage not in STAGES: raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
     cfg = cfg or reproduce_config(**overrides)
     commit = git_commit(ignore=[cfg.out_dir])  # the run writes its outputs (and papermill the notebook) there
-    backbone, note = resolve_backbone(cfg.backbone, cfg.fallback_backbone)
-    if note: print(f"NOTE: {note}", file=sys.stderr)
     data = prepare_data(cfg)
+    if stage == 'data': return None
+    backbone = resolve_backbone(cfg, data)
+    if stage == 'pretrain': return None
     model, history = train_model(cfg, data, backbone)
+    if stage == 'train': return None
     report, tables = evaluate_model(cfg, model, data)
     base_reports, base_tables = run_baselines(cfg, data)
     fig_check = check_on_figures(cfg, model)
@@ -227,7 +255,7 @@ def reproduce(cfg: ReproConfig | None = None, **overrides) -> dict:
     files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
                          n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds({'model': report, **base_reports}),
                          provenance=provenance(cfg, commit))
-    results = build_results(cfg, backbone, note, model, history, report, commit, fig_check, files, base_reports)
+    results = build_results(cfg, backbone, model, history, report, commit, fig_check, files, base_reports)
     write_results(results, cfg.out_dir)
     return results
 
@@ -330,17 +358,23 @@ def reproduce_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='chirploc reproduce', description="Reproduce the paper end to end: generate, train, "
                                 "evaluate, draw every figure, write results.json. Options left out take the preset's value.")
     p.add_argument('--preset', default='smoke', choices=list(PRESETS), help=ReproConfig.__dataclass_fields__['preset'].metadata['help'])
+    p.add_argument('--stage', default='all', choices=STAGES, help="run up to this stage (each resumes what an earlier "
+                   "command did): data, pretrain (backbone mae:SHAPE), train, or all (evaluation, figures, results.json)")
     add_options(p, ReproConfig, skip=('preset',), defaults={n: None for n in OPTION_NAMES})
     return p
 
 def reproduce_cli(argv=None):
-    "`chirploc reproduce`: the papermill notebook's pipeline, without Jupyter."
+    "`chirploc reproduce`: the papermill notebook's pipeline, without Jupyter; `--stage` runs it up to one stage."
     a = vars(reproduce_parser().parse_args(argv))
+    stage = a.pop('stage')
     try:
         cfg = reproduce_config(a.pop('preset'), **a)
-        results = reproduce(cfg)
+        results = reproduce(cfg, stage)
+    except Paused as e:  # not a failure: the same command goes on (exit status 75, "try again")
+        print(f"chirploc reproduce: {e}; run the same command again to go on", file=sys.stderr); raise SystemExit(75)
     except (BackboneUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"chirploc reproduce: {e}")
+    if results is None: print(f"stage {stage!r} done in {cfg.work_dir}"); return
     print(markdown_table(results_table([results]).reset_index()))
     print(f"wrote {Path(cfg.out_dir) / 'results.json'}")
 

@@ -28,8 +28,9 @@ from .model import BackboneUnavailable, ChirpLocalizer, LocalizerConfig, ModelOp
 # %% auto #0
 __all__ = ['SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'TrainConfig', 'pick_device', 'amp_dtype',
            'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'save_checkpoint', 'find_checkpoint',
-           'load_checkpoint', 'write_history', 'append_history', 'make_optimizer', 'restore_run', 'train_epoch',
-           'log_epoch', 'fit', 'DataOptions', 'make_datasets', 'train', 'train_parser', 'train_cli']
+           'load_checkpoint', 'training_finished', 'write_history', 'append_history', 'make_optimizer', 'restore_run',
+           'train_epoch', 'log_epoch', 'world', 'is_main', 'init_distributed', 'fit', 'DataOptions', 'make_datasets',
+           'train', 'train_parser', 'train_cli']
 
 # %% ../nbs/04_train.ipynb #04c006
 SCHEDULES = ('plateau', 'cosine', 'onecycle')
@@ -56,6 +57,8 @@ class TrainConfig(Config):
     workers: int | None = option(None, 'data loader worker processes (default: one per core but one, at most 8)')
     eval_batch_size: int | None = option(None, 'batch size of the test pass (default: max(256, batch_size))')
     fresh_samples: bool = option(False, 'synthetic data: a new training set from the generator every epoch')
+    compile: bool = option(False, 'torch.compile the model (a GPU speed-up; compiling takes a minute)')
+    time_limit: float | None = option(None, 'minutes: pause after the epoch that passes this (rerun with resume to go on)')
     progress: bool = option(True, 'progress bars')
 
     def __post_init__(self):
@@ -64,7 +67,7 @@ class TrainConfig(Config):
         if self.epochs < 1 or self.batch_size < 1: raise ValueError("epochs and batch_size must be at least 1")
 
 # settings that may change when a run is resumed (they do not change the numbers)
-RESUMABLE_CHANGES = ('epochs', 'device', 'workers', 'progress', 'eval_batch_size')
+RESUMABLE_CHANGES = ('epochs', 'device', 'workers', 'progress', 'eval_batch_size', 'compile', 'time_limit')
 
 # %% ../nbs/04_train.ipynb #04c009
 def pick_device(device: str = 'auto') -> torch.device:
@@ -111,22 +114,25 @@ def _sync(device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
 @torch.no_grad()
-def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None) -> dict:
-    "One timed pass over `loader`: test loss (standardized MSE), predictions and labels in physical units, seconds."
+def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None, forward=None) -> dict:
+    "One pass over `loader`: test loss, predictions and labels in physical units; `seconds` of model time, `load_seconds` of the rest."
     device = device or next(model.parameters()).device
+    forward = forward or model  # the module that runs the batches (e.g. compiled); `model` holds loss and label statistics
     model.eval()
     ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-    _sync(device); t0 = time.perf_counter()
-    preds, labels = [], []
+    preds, labels, seconds, t_pass = [], [], 0.0, time.perf_counter()
     for x, y in loader:
-        with ctx: p = model(x.to(device, non_blocking=True))
+        x = x.to(device, non_blocking=True)
+        _sync(device); t0 = time.perf_counter()   # the inputs are decoded and on the device: from here on, the model
+        with ctx: p = forward(x)
+        _sync(device); seconds += time.perf_counter() - t0
         preds.append(p.float()); labels.append(y)
     preds = torch.cat(preds).cpu()
-    _sync(device); seconds = time.perf_counter() - t0
+    wall = time.perf_counter() - t_pass
     labels = torch.cat(labels).float()
     loss = model.loss(preds, labels).item()
     return dict(loss=loss, pred=model.destandardize(preds.numpy()), true=model.destandardize(labels.numpy(), logits=False),
-                seconds=seconds, n=len(labels))
+                seconds=seconds, load_seconds=max(0.0, wall - seconds), n=len(labels))
 
 def pearson_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     "Pearson correlation per column of two (N, k) arrays (NaN where a column is constant); rows with a NaN label are left out."
@@ -140,8 +146,6 @@ def pearson_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 # %% ../nbs/04_train.ipynb #04c015
 CHECKPOINT = 'checkpoint'
 HISTORY = 'history.csv'
-
-def _state_dict_cpu(model) -> dict: return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 def save_checkpoint(run_dir: Path, model: ChirpLocalizer, state: dict, best: dict | None = None):
     "Write `run_dir/checkpoint/` (weights, `best` weights or the previous checkpoint's, `state.pt`), replacing the old one once complete."
@@ -169,6 +173,13 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(folder: Path, device='cpu') -> dict:
     "The training state saved in checkpoint `folder` (weights_only load: no pickled objects)."
     return torch.load(Path(folder) / 'state.pt', map_location=device, weights_only=True)
+
+def training_finished(run_dir: Path, epochs: int | None = None) -> bool:
+    "Whether the run in `run_dir` is over: stopped early, or all `epochs` (default: its own setting) done; False if paused or never started."
+    ckpt = find_checkpoint(run_dir)
+    if ckpt is None: return False
+    state = load_checkpoint(ckpt)
+    return bool(state['early_stopping']['stopped']) or state['epoch'] >= (epochs or state['train_config']['epochs'])
 
 def write_history(run_dir: Path, history: list[dict]):
     "Rewrite `run_dir/history.csv` from `history` (used when resuming: rows past the checkpoint are dropped)."
@@ -209,43 +220,45 @@ def make_optimizer(model: ChirpLocalizer, cfg: TrainConfig, steps_per_epoch: int
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     return optimizer, scheduler, grad_scaler
 
-def restore_run(run: Path | None, model, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, resume: bool) -> dict:
+def restore_run(run: Path | None, model, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, resume: bool,
+                world: int = 1) -> dict:
     "The run's state {epoch, history, stop, best}: fresh, or from `run`'s checkpoint (model and optimizer loaded in place)."
     state = dict(epoch=0, history=[], stop=dict(best_loss=math.inf, best_epoch=0, bad_epochs=0, stopped=False),
-                 best=_state_dict_cpu(model))
+                 best=model.trainable_state_dict())
     if run is None: return state
-    ckpt = find_checkpoint(run)
+    ckpt, main = find_checkpoint(run), is_main()
     if ckpt is not None and not resume:
         raise FileExistsError(f"{run} holds a training run (checkpoint after epoch {load_checkpoint(ckpt)['epoch']}): "
                               "resume it (resume=True, --resume) or use another out_dir")
     if ckpt is None:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / HISTORY).unlink(missing_ok=True)
+        if main: run.mkdir(parents=True, exist_ok=True); (run / HISTORY).unlink(missing_ok=True)
     else:
         from safetensors.torch import load_file
         saved = load_checkpoint(ckpt, device)
         old = TrainConfig.from_dict(saved['train_config'])
         changed = [k for k in old.to_dict() if k not in RESUMABLE_CHANGES and getattr(old, k) != getattr(cfg, k)]
+        if saved.get('world_size', 1) != world: changed.append(f"world_size ({saved.get('world_size', 1)} processes, not {world})")
         if changed: raise ValueError(f"cannot resume {run} with other settings: {changed} differ from {old}")
-        model.load_state_dict(load_file(str(ckpt / 'model.safetensors'), device=str(device)))
+        model.load_weights(ckpt)
         optimizer.load_state_dict(saved['optimizer']); scheduler.load_state_dict(saved['scheduler'])
         grad_scaler.load_state_dict(saved['scaler'])
         state.update(epoch=saved['epoch'], history=list(saved['history']), stop=dict(saved['early_stopping']),
                      best=load_file(str(ckpt / 'best.safetensors')))
-        model.save_pretrained(run, state_dict=state['best'])  # the published best = the checkpoint's
-        write_history(run, state['history'])                # rows written after the checkpoint are dropped
-    atomic_write(run / 'train_config.json', json.dumps(cfg.to_dict(), indent=2))
+        if main:
+            model.save_pretrained(run, state_dict=state['best'])  # the published best = the checkpoint's
+            write_history(run, state['history'])                # rows written after the checkpoint are dropped
+    if main: atomic_write(run / 'train_config.json', json.dumps(cfg.to_dict(), indent=2))
     return state
 
-def train_epoch(model, loader, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, dtype, desc: str = '') -> float:
-    "One pass over the training `loader`; returns the mean training loss."
+def train_epoch(model, net, loader, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, dtype, desc: str = '') -> float:
+    "One pass over the training `loader` with `net` (the model, or its DDP / compiled wrapper); returns the mean training loss."
     ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
     params = [p for g in optimizer.param_groups for p in g['params']]
-    model.train()
-    loss_sum, n_seen = torch.zeros((), device=device), 0
-    for x, y in tqdm(loader, desc=desc, disable=not cfg.progress, leave=False):
+    net.train()
+    loss_sum, n_seen = torch.zeros((), device=device), torch.zeros((), device=device)
+    for x, y in tqdm(loader, desc=desc, disable=not (cfg.progress and is_main()), leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
-        with ctx: pred = model(x)
+        with ctx: pred = net(x)
         loss = model.loss(pred.float(), y)  # MSE (the paper); + BCE for a class target
         optimizer.zero_grad(set_to_none=True)
         grad_scaler.scale(loss).backward()
@@ -256,16 +269,19 @@ def train_epoch(model, loader, optimizer, scheduler, grad_scaler, cfg: TrainConf
         grad_scaler.update()
         if cfg.schedule != 'plateau': scheduler.step()
         loss_sum += loss.detach() * len(x); n_seen += len(x)
+    if torch.distributed.is_initialized():  # every process's batches count
+        torch.distributed.all_reduce(loss_sum); torch.distributed.all_reduce(n_seen)
     return (loss_sum / n_seen).item()
 
 def log_epoch(run: Path | None, model, state: dict, row: dict, improved: bool, cfg: TrainConfig, optimizer, scheduler,
-              grad_scaler):
-    "Append the epoch's history row; in a run folder, checkpoint (and publish the localizer when it improved)."
+              grad_scaler, world: int = 1):
+    "Append the epoch's history row; in a run folder, checkpoint (and publish the localizer when it improved). Process 0 only writes."
     state['history'].append(row)
+    if not is_main(): return
     if run is not None:
         append_history(run, row)
         save_checkpoint(run, model, dict(epoch=row['epoch'], history=state['history'], early_stopping=state['stop'],
-                                         train_config=cfg.to_dict(), optimizer=optimizer.state_dict(),
+                                         train_config=cfg.to_dict(), world_size=world, optimizer=optimizer.state_dict(),
                                          scheduler=scheduler.state_dict(), scaler=grad_scaler.state_dict()),
                         best=state['best'] if improved or find_checkpoint(run) is None else None)
         if improved: model.save_pretrained(run)
@@ -274,13 +290,40 @@ def log_epoch(run: Path | None, model, state: dict, row: dict, improved: bool, c
         tqdm.write(f"epoch {row['epoch']}: train {row['train_loss']:.4f}  test {row['test_loss']:.4f}  r {r}"
                    f"  lr {row['lr']:.1e}  {row['epoch_s']:.1f} s" + ('  *' if improved else ''))
 
-# %% ../nbs/04_train.ipynb #04c018
+# %% ../nbs/04_train.ipynb #04c019
+def world() -> tuple[int, int, int]:
+    "(rank, local rank, world size) of this process, from torchrun's environment; (0, 0, 1) when not started by torchrun."
+    return int(os.environ.get('RANK', 0)), int(os.environ.get('LOCAL_RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+
+def is_main() -> bool:
+    "Whether this process writes files and prints (rank 0, or the only process)."
+    return world()[0] == 0
+
+def init_distributed(device: torch.device) -> torch.device:
+    "Join torchrun's process group (once; NCCL on GPUs, gloo on CPUs) and return this process's device."
+    rank, local, size = world()
+    if size == 1: return device
+    if device.type == 'cuda': device = torch.device('cuda', local); torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    return device
+
+def _broadcast(value: float) -> float:
+    "Process 0's `value`, in every process."
+    if not torch.distributed.is_initialized(): return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.broadcast(t, 0)
+    return float(t.item())
+
+# %% ../nbs/04_train.ipynb #04c020
 def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: TrainConfig | None = None,
         out_dir=None, resume: bool = False):
     "Train `model` by the paper's recipe; returns `(model with the best weights, history DataFrame)`."
     cfg = config or TrainConfig()
-    device = pick_device(cfg.device)
+    device = init_distributed(pick_device(cfg.device))
+    rank, _, size = world()
     dtype = amp_dtype(device, cfg.amp)
+    if device.type == 'cuda': torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if model.config.label_stats is None:
         scaler_ = _scaler_of(test_data)
         if scaler_ is None: raise ValueError("the model has no label_stats and the test data no LabelScaler: "
@@ -291,14 +334,20 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
     model.to(device)
     run = Path(out_dir) if out_dir is not None else None
 
-    # build: optimizer, schedule, loss scaler; the loaders (their workers live across epochs)
-    sampler = EpochSampler(len(train_data), cfg.seed)
+    # build: the networks that run batches (DDP with several processes, compiled if asked), the loaders (their workers
+    # live across epochs), optimizer, schedule, loss scaler
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) \
+        if size > 1 else model
+    if cfg.compile: net, eval_net = torch.compile(net), torch.compile(model)
+    else: eval_net = model
+    sampler = EpochSampler(len(train_data), cfg.seed, rank, size)
     train_loader = make_loader(train_data, cfg.batch_size, sampler=sampler, workers=cfg.workers, seed=cfg.seed)
     test_loader = make_loader(test_data, cfg.eval_batch_size or max(256, cfg.batch_size), workers=cfg.workers)
     optimizer, scheduler, grad_scaler = make_optimizer(model, cfg, len(train_loader), device, dtype)
 
     # restore: fresh, or from the checkpoint
-    state = restore_run(run, model, optimizer, scheduler, grad_scaler, cfg, device, resume)
+    state = restore_run(run, model, optimizer, scheduler, grad_scaler, cfg, device, resume, size)
+    t_start = time.perf_counter()
 
     while state['epoch'] < cfg.epochs and not state['stop']['stopped']:
         epoch = state['epoch'] = state['epoch'] + 1
@@ -308,35 +357,40 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
         if cfg.fresh_samples: train_data.set_epoch(epoch)
         sampler.set_epoch(epoch)
         with epoch_rng(cfg.seed, epoch, device):
-            train_loss = train_epoch(model, train_loader, optimizer, scheduler, grad_scaler, cfg, device, dtype,
+            train_loss = train_epoch(model, net, train_loader, optimizer, scheduler, grad_scaler, cfg, device, dtype,
                                      desc=f'epoch {epoch}/{cfg.epochs}')
 
-        # test: loss, correlations (physical units), inference time
-        ev = evaluate(model, test_loader, device, dtype)
-        r = pearson_r(ev['pred'], ev['true'])
+        # test (process 0): loss, correlations (physical units), inference time
+        ev = evaluate(model, test_loader, device, dtype, forward=eval_net) if rank == 0 else None
+        r = pearson_r(ev['pred'], ev['true']) if ev else []
+        test_loss = _broadcast(ev['loss'] if ev else 0.0)
 
         # schedule and early stopping, on the test loss
-        if cfg.schedule == 'plateau': scheduler.step(ev['loss'])
+        if cfg.schedule == 'plateau': scheduler.step(test_loss)
         stop = state['stop']
-        improved = ev['loss'] < stop['best_loss']
+        improved = test_loss < stop['best_loss']
         if improved:
-            stop.update(best_loss=ev['loss'], best_epoch=epoch, bad_epochs=0)
-            state['best'] = _state_dict_cpu(model)
+            stop.update(best_loss=test_loss, best_epoch=epoch, bad_epochs=0)
+            state['best'] = model.trainable_state_dict()
         else:
             stop['bad_epochs'] += 1
             stop['stopped'] = bool(cfg.patience) and stop['bad_epochs'] >= cfg.patience
 
         # log and checkpoint
-        row = dict(epoch=epoch, train_loss=train_loss, test_loss=ev['loss'],
+        row = dict(epoch=epoch, train_loss=train_loss, test_loss=test_loss,
                    **{f'r_{t}': float(v) for t, v in zip(model.config.targets, r)}, lr=lr,
-                   infer_s=ev['seconds'], infer_img_per_s=ev['n'] / ev['seconds'], epoch_s=time.perf_counter() - t_epoch)
-        log_epoch(run, model, state, row, improved, cfg, optimizer, scheduler, grad_scaler)
+                   infer_s=ev['seconds'] if ev else math.nan, infer_img_per_s=ev['n'] / ev['seconds'] if ev else math.nan,
+                   load_s=ev['load_seconds'] if ev else math.nan, epoch_s=time.perf_counter() - t_epoch,
+                   **({'world_size': size} if size > 1 else {}))
+        log_epoch(run, model, state, row, improved, cfg, optimizer, scheduler, grad_scaler, size)
+        if cfg.time_limit and _broadcast(time.perf_counter() - t_start) >= 60 * cfg.time_limit: break  # paused: resume goes on
 
-    model.load_state_dict(state['best'])  # early stopping's rule: the best epoch's weights
-    if run is not None: model.save_pretrained(run)
+    model.load_trainable_state_dict(state['best'])  # early stopping's rule: the best epoch's weights
+    if run is not None and is_main(): model.save_pretrained(run)
+    if torch.distributed.is_initialized(): torch.distributed.barrier()
     return model.eval(), pd.DataFrame(state['history'])
 
-# %% ../nbs/04_train.ipynb #04c020
+# %% ../nbs/04_train.ipynb #04c022
 @dataclass
 class DataOptions(Config):
     "Where training data come from: dataset folder(s), or samples made on the fly by the generator."
@@ -346,7 +400,7 @@ class DataOptions(Config):
     cache: bool = option(False, 'decode PNG inputs once into a cache (in $CHIRPLOC_CACHE or ~/.cache/chirploc)')
 
 def make_datasets(data=None, synthetic: int = 0, targets=None, input_format='rgb224', data_seed: int = 0,
-                  fresh_samples: bool = False, cache=None):
+                  fresh_samples: bool = False, cache=None, workers: int | None = None):
     "(train, test, LabelScaler) from dataset folder(s) or `synthetic` generator samples, split as the paper."
     targets = targets or ModelOptions().targets
     if bool(synthetic) == bool(data): raise ValueError("give dataset folder(s) or a number of synthetic samples (one of them)")
@@ -362,7 +416,7 @@ def make_datasets(data=None, synthetic: int = 0, targets=None, input_format='rgb
     scaler = LabelScaler.fit(pd.concat([s.labels for s in sources]), targets)  # all labels, as the paper
     train_parts, test_parts = [], []
     for s in sources:
-        ds = ChirpDataset(s, targets, input_format, scaler, cache=cache if not synthetic else None)
+        ds = ChirpDataset(s, targets, input_format, scaler, cache=cache if not synthetic else None, workers=workers)
         train_idx, test_idx = paper_split(len(ds))
         train_parts.append(ds.subset(train_idx)); test_parts.append(ds.subset(test_idx))
     join = lambda parts: parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
@@ -394,20 +448,25 @@ def train(data=None, out_dir='runs/train', *, resume: bool = False, config: Trai
         with torch.random.fork_rng():  # the initial weights follow from the seed; the caller's generator is left alone
             torch.manual_seed(cfg.seed)
             model = ChirpLocalizer(LocalizerConfig(**m_opts))
+    init_distributed(pick_device(cfg.device))  # under torchrun: join the other processes before anything is written
+    several = world()[2] > 1
+    if several and not is_main(): torch.distributed.barrier()  # process 0 builds a decoded cache first, the others reuse it
     train_ds, test_ds, scaler = make_datasets(dopt.data, dopt.synthetic, model.config.targets, model.config.input_format,
-                                              dopt.data_seed, cfg.fresh_samples, dopt.cache or None)
+                                              dopt.data_seed, cfg.fresh_samples, dopt.cache or None, cfg.workers)
+    if several and is_main(): torch.distributed.barrier()
     if ckpt is not None and model.config.label_stats != scaler.to_dict():
         raise ValueError(f"{out_dir} was trained on other data (its label statistics differ): resume with the same data")
     model.config.label_stats = scaler.to_dict()
-    if out_dir is not None:
+    if out_dir is not None and is_main():
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         folders = [dopt.data] if isinstance(dopt.data, (str, os.PathLike)) else dopt.data
         run = dict(data=[str(d) for d in folders], synthetic=dopt.synthetic, data_seed=dopt.data_seed,
-                   n_train=len(train_ds), n_test=len(test_ds))
+                   n_train=len(train_ds), n_test=len(test_ds), world_size=world()[2],
+                   batch_size_per_process=cfg.batch_size, batch_size_total=cfg.batch_size * world()[2])
         atomic_write(Path(out_dir) / 'data.json', json.dumps(run, indent=2))
     return fit(model, train_ds, test_ds, cfg, out_dir, resume)
 
-# %% ../nbs/04_train.ipynb #04c022
+# %% ../nbs/04_train.ipynb #04c024
 import argparse
 
 def train_parser() -> argparse.ArgumentParser:
@@ -428,5 +487,6 @@ def train_cli(argv=None):
     try: model, history = train(out_dir=a.out_dir, resume=a.resume, **options)
     except (BackboneUnavailable, DataError, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"chirploc train: {e}")
+    if not is_main(): return  # under torchrun, process 0 speaks for the run
     best = history.loc[history.test_loss.idxmin()] if len(history) else None
     print(f"saved the localizer to {a.out_dir}" + (f" (best epoch {int(best.epoch)}, test loss {best.test_loss:.4f})" if best is not None else ''))

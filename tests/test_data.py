@@ -357,13 +357,14 @@ def test_cache_is_exact_atomic_and_keyed(ref_dir, arr_dir, tmp_path, monkeypatch
     assert p.parent == tmp_path / 'c' and p.exists()
     assert [q.name for q in p.parent.iterdir() if q.name.startswith('.')] == []  # no temporary file left
     plain = ChirpDataset(ref_dir)
-    for i in (0, 7): assert torch.equal(ds[i][0], plain[i][0])  # uint8 is lossless for rgb224
+    for i in (0, 7): assert ds[i][0].dtype == torch.uint8 and torch.equal(ds[i][0].float() / 255, plain[i][0])  # lossless
     mtime = p.stat().st_mtime_ns
     assert build_cache(ref_dir, 'rgb224', progress=False) == p and p.stat().st_mtime_ns == mtime  # reused
     assert cache_file(ref_dir, 'matrix') != p
     m = ChirpDataset(arr_dir, input_format='matrix', cache=True)
     assert np.load(m._cache_path, mmap_mode='r').dtype == np.float16
-    np.testing.assert_allclose(m[13][0].numpy(), ChirpDataset(arr_dir, input_format='matrix')[13][0].numpy(), atol=1e-3)
+    assert m[13][0].dtype == torch.float16
+    np.testing.assert_allclose(m[13][0].float().numpy(), ChirpDataset(arr_dir, input_format='matrix')[13][0].numpy(), atol=1e-3)
     sub = m.subset([3, 1])
     assert torch.equal(sub[1][0], m[1][0])
     # a changed folder gets a new cache

@@ -27,7 +27,7 @@ def test_evaluate_json_contract(figs):
     p = run('evaluate', '--data', str(figs), '--json')
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert list(out) == ['targets', 'inference']
+    assert list(out) == ['targets', 'inference', 'loading']
     assert list(out['targets']) == TARGETS
     for m in out['targets'].values():
         assert set(m) == {'pearson_r', 'mae', 'rmse'} and all(np.isfinite(v) for v in m.values())

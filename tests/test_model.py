@@ -157,7 +157,8 @@ def test_save_reload_identical_predictions(kind, tmp_path, vit_folder, samples, 
     torch.manual_seed(0)
     m = _perturb(ChirpLocalizer(cfg))
     m.save_pretrained(tmp_path / 'loc')
-    assert sorted(p.name for p in (tmp_path / 'loc').iterdir()) == ['config.json', 'model.safetensors']
+    files = ['adapter', 'config.json', 'model.safetensors'] if kind == 'lora' else ['config.json', 'model.safetensors']
+    assert sorted(p.name for p in (tmp_path / 'loc').iterdir()) == files  # LoRA: the adapter and the head, not the frozen ViT
     saved = json.loads((tmp_path / 'loc' / 'config.json').read_text())
     assert saved['localizer']['vit_config']['hidden_size'] == 32 and saved['localizer']['label_stats'] == STATS
 
@@ -179,6 +180,18 @@ def test_save_reload_identical_predictions(kind, tmp_path, vit_folder, samples, 
     # physical units: the head's output de-standardized with the stored statistics
     with torch.no_grad(): z = m(x).numpy()
     np.testing.assert_allclose(m.predict(x).values, z * np.array(STATS['std']) + np.array(STATS['mean']), rtol=1e-6)
+
+
+def test_lora_reload_refuses_other_base_weights(tmp_path, vit_folder):
+    import shutil
+    from transformers import ViTModel
+    base = tmp_path / 'base'; shutil.copytree(vit_folder, base)
+    ChirpLocalizer(LocalizerConfig(str(base), label_stats=STATS)).save_pretrained(tmp_path / 'loc')
+    assert ChirpLocalizer.from_pretrained(tmp_path / 'loc') is not None
+    other = ViTModel.from_pretrained(base, add_pooling_layer=False)
+    with torch.no_grad(): other.embeddings.cls_token.add_(1.0)
+    other.save_pretrained(base)  # the folder now holds other weights than the adapters were trained on
+    with pytest.raises(ValueError, match='trained on other weights'): ChirpLocalizer.from_pretrained(tmp_path / 'loc')
 
 
 def test_predict_inputs_and_errors(tmp_path, samples):

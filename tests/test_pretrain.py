@@ -98,7 +98,8 @@ def test_lora_finetuning_on_the_pretrained_backbone(run, tmp_path):
     assert (c.pretrained, c.use_lora, c.lora_modules, c.lora_r) == (True, True, ['q_proj', 'v_proj'], 8)
     assert all('lora_' in n or n.startswith('head.') for n, p in model.named_parameters() if p.requires_grad)
     assert len(history) == 1 and math.isfinite(history.test_loss[0])
-    assert describe_backbone(str(folder), model).endswith('(pretrained, LoRA)')
+    assert 'MAE-pretrained here on 24 spectrograms' in describe_backbone(str(folder), model)
+    assert describe_backbone(str(folder), model).endswith(', LoRA')
     again = ChirpLocalizer.from_pretrained(tmp_path / 'ft')
     assert again.config.pretrained and again.config.use_lora
 

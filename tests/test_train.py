@@ -76,7 +76,7 @@ def test_crash_and_resume_gives_the_same_run(tmp_path, monkeypatch, schedule):
 def test_state_is_weights_only_loadable(tmp_path):
     train(out_dir=tmp_path, epochs=1, **KW)
     state = torch.load(tmp_path / 'checkpoint' / 'state.pt', weights_only=True)
-    assert set(state) == {'epoch', 'history', 'early_stopping', 'train_config', 'optimizer', 'scheduler', 'scaler'}
+    assert set(state) == {'epoch', 'history', 'early_stopping', 'train_config', 'world_size', 'optimizer', 'scheduler', 'scaler'}
     assert state['optimizer']['state'] and state['train_config']['lr'] == 1e-4
     assert json.loads((tmp_path / 'train_config.json').read_text()) == TrainConfig(epochs=1, progress=False).to_dict()
 
