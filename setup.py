@@ -21,10 +21,8 @@ setuptools.setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     author=cfg['author'],
-    author_email=cfg['author_email'],
     license=lic[0],
     keywords=cfg['keywords'],
-    url=cfg['git_url'],
     classifiers=[
         'Development Status :: ' + statuses[int(cfg['status'])],
         'Intended Audience :: ' + cfg['audience'].title(),

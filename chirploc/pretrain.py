@@ -451,7 +451,7 @@ def fig_mae_reconstruction(mae, images: torch.Tensor, seed: int = 0, title: str 
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03b_pretrain.ipynb #03bc040
+# %% ../nbs/03b_pretrain.ipynb #03bc042
 import argparse
 
 def pretrain_parser() -> argparse.ArgumentParser:
