@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from .core import atomic_path
-from .generate import LABELS_FILE, META_FILE, GeneratorConfig, generate_batch, read_meta, sample_chirps
+from .generate import (LABELS_FILE, META_FILE, NOISE_FILE, GeneratorConfig, generate_batch, noise_levels, read_meta,
+                               sample_chirps)
 from .inputs import InputFormat, figure_to_matrix, load_image, preprocess_image, preprocess_matrix, render_figure
 from .labels import DEFAULT_TARGETS, DataError, LabelScaler, check_targets, paper_split, read_labels, target_array
 
@@ -65,6 +66,12 @@ class ChirpSource:
     def precomputed(self, fmt) -> Path | None:
         "A file of this source's inputs in `fmt`, written when the data were made (None: there is none)."
         return None
+    def noise_levels(self) -> np.ndarray | None:
+        "Each sample's noise level eta (N,): from `noise_levels.npy`, or drawn again from the seed; None if unknown."
+        meta, path = getattr(self, 'meta', None), getattr(self, 'path', None)
+        if path is not None and (path / NOISE_FILE).exists(): return np.load(path / NOISE_FILE)
+        if meta and meta.get('generator') == 'chirploc': return noise_levels(range(meta['n']), meta['seed'], self.cfg)
+        return None  # e.g. a folder made by the reference package: its noise levels were not kept
     def __repr__(self): return f"{type(self).__name__}({len(self)} samples)"
 
 class PngFolder(ChirpSource):
@@ -183,6 +190,7 @@ class SyntheticSource(ChirpSource):
         return self._labels
     def __len__(self): return self.n
     def title_index(self, i: int) -> int: return self.start + int(i) + 1
+    def noise_levels(self) -> np.ndarray: return noise_levels(range(self.start, self.start + self.n), self.seed, self.cfg)
     def matrix(self, i: int) -> np.ndarray:
         if not 0 <= int(i) < self.n: raise IndexError(f"sample {i} out of range 0..{self.n - 1}")
         return generate_batch([self.start + int(i)], self.seed, self.cfg)[0][0]

@@ -20,11 +20,11 @@ from scipy.ndimage import gaussian_filter
 from .core import Config, atomic_path, atomic_write
 
 # %% auto #0
-__all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'GeneratorConfig', 'empty_spectrograms',
-           'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps', 'chirp_bins',
-           'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'generate_batch', 'png_bytes', 'FigureRenderer',
-           'figure_pixels', 'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset',
-           'generate_parser', 'generate_cli']
+__all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'GeneratorConfig',
+           'empty_spectrograms', 'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps',
+           'chirp_bins', 'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'noise_levels', 'generate_batch',
+           'png_bytes', 'FigureRenderer', 'figure_pixels', 'figure_renderer', 'labels_csv_lines', 'DatasetMismatch',
+           'read_meta', 'write_dataset', 'generate_parser', 'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -32,6 +32,7 @@ CHIRP_TYPES = ('linear', 'exponential')
 META_FILE = 'chirploc.json'
 LABELS_FILE = 'labels.csv'
 PRESENCE = 'Chirp_Present'  # the extra label column of a dataset with chirp-free samples (1 = a chirp, 0 = noise only)
+NOISE_FILE = 'noise_levels.npy'  # each sample's noise level eta, beside labels.csv (not a label: a fact of the draw)
 
 @dataclass
 class GeneratorConfig(Config):
@@ -202,6 +203,10 @@ def draw_noise(indices, seed: int = 0, cfg: GeneratorConfig | None = None):
     "The noise levels (B,) and standard normal matrices (B, F, T) of samples `indices`, from each sample's own stream."
     draws, noise = _draw_samples(indices, seed, cfg or GeneratorConfig(), noise=True)
     return draws[:, 5], noise
+
+def noise_levels(indices, seed: int = 0, cfg: GeneratorConfig | None = None) -> np.ndarray:
+    "The noise level eta (B,) of samples `indices`: the last number each sample draws before its noise (no matrix made)."
+    return _draw_samples(indices, seed, cfg or GeneratorConfig(), noise=False)[0][:, 5]
 
 # %% ../nbs/01_generate.ipynb #01c027
 def generate_batch(indices, seed: int = 0, cfg: GeneratorConfig | None = None, dtype=np.float32):
@@ -413,7 +418,8 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     old = _check_existing(out, meta, n)
     if (old and old.get('complete') and old.get('n') == n and _rows_done(out, seed, cfg, 1) == n
             and _files_present(out, format, n, shard_size, sizes) == n):
-        return out  # finished before: nothing to do, nothing rewritten
+        _write_noise_levels(out, n, seed, cfg)  # a folder made before this file existed gets it; nothing is rewritten
+        return out  # finished before: nothing to do
     done = _rows_done(out, seed, cfg, step if format == 'array' else 1) if old else 0
     done = _files_present(out, format, done, shard_size, sizes)
     for size in sizes: _open_inputs(out, n, size, done)
@@ -442,9 +448,17 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
             with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
                 for done_job in ex.map(work, jobs): finish(*done_job)
     bar.close()
+    _write_noise_levels(out, n, seed, cfg)
     meta['complete'] = True
     atomic_write(out / META_FILE, json.dumps(meta, indent=1))
     return out
+
+def _write_noise_levels(out: Path, n: int, seed: int, cfg: GeneratorConfig):
+    "Write `noise_levels.npy` (eta of every sample, float64) if it is missing or of another size."
+    path = out / NOISE_FILE
+    if path.exists() and np.load(path, mmap_mode='r').shape == (n,): return
+    eta = noise_levels(range(n), seed, cfg)
+    atomic_write(path, lambda f: np.save(f, eta))
 
 # %% ../nbs/01_generate.ipynb #01c051
 import argparse
