@@ -17,7 +17,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'Config', 'option', 'add_options', 'coerce_option', 'options_from',
-           'isolated_rng', 'git_commit', 'versions', 'device_name', 'pyplot', 'save_figure', 'figure_provenance']
+           'isolated_rng', 'git_commit', 'versions', 'cpu_model', 'device_name', 'pyplot', 'save_figure',
+           'figure_provenance']
 
 # %% ../nbs/00_core.ipynb #00c006
 @contextmanager
@@ -136,12 +137,20 @@ def versions() -> dict:
         except md.PackageNotFoundError: v[p] = None
     return v
 
+def cpu_model() -> str:
+    "The processor's model name (Linux: /proc/cpuinfo), else what `platform` knows."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
 def device_name(device='cpu') -> str:
-    "The GPU's name, or the processor and the number of threads torch uses."
+    "The GPU's name, or the processor's model and the number of threads torch uses (training's numbers depend on both)."
     import torch
     d = torch.device(device)
     if d.type == 'cuda': return torch.cuda.get_device_name(d)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()} ({platform.machine()}), {torch.get_num_threads()} threads"
 
 # %% ../nbs/00_core.ipynb #00c022
 def pyplot():

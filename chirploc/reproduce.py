@@ -31,11 +31,12 @@ from .inputs import InputFormat
 from .train import TrainConfig, pick_device, train, training_finished
 
 # %% auto #0
-__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'ReproConfig',
-           'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone', 'prepare_data',
-           'train_model', 'evaluate_model', 'run_baselines', 'detection_thresholds', 'check_on_figures', 'read_run',
-           'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'provenance', 'results_table',
-           'update_readme', 'reproduce_parser', 'reproduce_cli', 'results_cli']
+__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'TOLERANCES', 'RELATIVE',
+           'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone',
+           'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'detection_thresholds', 'check_on_figures',
+           'data_fingerprint', 'read_run', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results',
+           'provenance', 'same_machine', 'compare_results', 'results_table', 'update_readme', 'reproduce_parser',
+           'reproduce_cli', 'compare_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
@@ -193,6 +194,16 @@ DETECTION_KEYS = ('accuracy', 'roc_auc', 'false_alarm_rate', 'detection_rate', '
 RESULT_KEYS = ('preset', 'seed', 'backbone', 'device', 'git_commit', 'versions', 'n_train', 'n_test', 'best_epoch',
                'epochs_run', 'train_seconds', 'targets', 'inference')
 
+def data_fingerprint(folder) -> str:
+    "SHA-256 over a dataset folder's labels.csv, noise levels and its first and last data files: equal if the data are."
+    import hashlib
+    folder = Path(folder)
+    files = sorted(folder.glob('spectrograms_*.npy')) or sorted(folder.glob('spectrogram_*.png'), key=lambda f: int(f.stem[12:]))
+    h = hashlib.sha256()
+    for f in [folder / 'labels.csv', folder / 'noise_levels.npy'] + files[:1] + files[-1:]:
+        if f.exists(): h.update(f.name.encode()); h.update(f.read_bytes())
+    return h.hexdigest()
+
 def read_run(cfg: ReproConfig) -> dict:
     "What training recorded about its data (`{work_dir}/train/data.json`: folders, n_train, n_test)."
     return json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
@@ -211,6 +222,7 @@ def build_results(cfg: ReproConfig, backbone: str, model, history: pd.DataFrame,
                 # beyond the contract
                 backbone_requested=cfg.backbone, loading=report.get('loading'), device_name=device_name(dev),
                 command=reproduce_command(cfg), world_size=int(run.get('world_size', 1)),
+                data_sha256=data_fingerprint(Path(cfg.work_dir) / 'data'),
                 early_stop=marks['early_stop'], best_test_loss=float(best.test_loss),
                 history=history.to_dict(orient='list'), figure_check=figure_check, baselines=baselines or {}, config=cfg.to_dict(),
                 figures=sorted(str(f) for f in files), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
@@ -269,6 +281,44 @@ def provenance(cfg: ReproConfig, commit: str | None) -> dict:
     return dict(command=reproduce_command(cfg), commit=commit, results=str(Path(cfg.out_dir) / 'results.json'))
 
 # %% ../nbs/07_reproduce.ipynb #07c020
+TOLERANCES = dict(pearson_r=0.01, mae=0.15, rmse=0.15, accuracy=0.03, roc_auc=0.01, false_alarm_rate=0.02,
+                  detection_rate=0.03, best_test_loss=0.15)  # absolute for r, AUC and rates; relative for errors and loss
+RELATIVE = ('mae', 'rmse', 'best_test_loss')
+
+def _numbers(r: dict) -> dict:
+    "The comparable numbers of a results.json: each target's metrics, and the best test loss."
+    out = {f'{t}.{k}': v for t, m in r['targets'].items() for k, v in m.items()
+           if k in TOLERANCES and isinstance(v, (int, float)) and v is not None}
+    if r.get('best_test_loss') is not None: out['best_test_loss'] = r['best_test_loss']
+    return out
+
+def same_machine(a: dict, b: dict) -> bool:
+    "Whether two runs ran on the same processor model and thread count with the same package versions."
+    return (a.get('device_name') == b.get('device_name') and a.get('versions') == b.get('versions')
+            and a.get('world_size', 1) == b.get('world_size', 1))
+
+def compare_results(rerun, committed, tolerances: dict | None = None) -> pd.DataFrame:
+    "A rerun's results beside a committed run's: each number, the difference, what is allowed (exact or a tolerance), ok."
+    a, b = (json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in (rerun, committed))
+    tol, exact = {**TOLERANCES, **(tolerances or {})}, same_machine(a, b)
+    rows = [dict(quantity='data (sha256)', committed=b.get('data_sha256'), rerun=a.get('data_sha256'), difference=None,
+                 allowed='identical', ok=a.get('data_sha256') == b.get('data_sha256'))]
+    for key in ('n_train', 'n_test', 'epochs_run', 'best_epoch'):
+        rows.append(dict(quantity=key, committed=b.get(key), rerun=a.get(key), difference=None,
+                         allowed='identical', ok=a.get(key) == b.get(key) or (key == 'best_epoch' and not exact)))
+    na, nb = _numbers(a), _numbers(b)
+    for k in nb:
+        metric = k.split('.')[-1]
+        va, vb = na.get(k), nb[k]
+        diff = None if va is None else va - vb
+        if exact: allowed, ok = 'identical', va == vb
+        else:
+            bound = tol[metric] * (abs(vb) if metric in RELATIVE else 1)
+            allowed, ok = f"±{tol[metric]:.0%}" if metric in RELATIVE else f"±{tol[metric]}", va is not None and abs(diff) <= bound
+        rows.append(dict(quantity=k, committed=vb, rerun=va, difference=diff, allowed=allowed, ok=bool(ok)))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/07_reproduce.ipynb #07c023
 _NAMES = {**TARGET_NAMES, 'Chirp_Type': 'type'}  # the figures' names; the table says 'accuracy type'
 _UNITS = {t: u for t, u in TARGET_UNITS.items() if t not in CLASS_TARGETS}
 
@@ -352,7 +402,7 @@ def update_readme(readme, table_md: str, marker: str = 'results') -> bool:
     if new != s: p.write_text(new)
     return new != s
 
-# %% ../nbs/07_reproduce.ipynb #07c023
+# %% ../nbs/07_reproduce.ipynb #07c026
 def reproduce_parser() -> argparse.ArgumentParser:
     "`chirploc reproduce`'s options: every ReproConfig field, defaulting to the preset's value."
     p = argparse.ArgumentParser(prog='chirploc reproduce', description="Reproduce the paper end to end: generate, train, "
@@ -377,6 +427,20 @@ def reproduce_cli(argv=None):
     if results is None: print(f"stage {stage!r} done in {cfg.work_dir}"); return
     print(markdown_table(results_table([results]).reset_index()))
     print(f"wrote {Path(cfg.out_dir) / 'results.json'}")
+
+def compare_cli(argv=None):
+    "`chirploc compare RERUN COMMITTED`: is the rerun the committed run (same machine) or within the tolerances (elsewhere)?"
+    p = argparse.ArgumentParser(prog='chirploc compare', description="Compare a rerun's results.json with a committed one: "
+                                "identical on the same processor, threads and versions; within TOLERANCES elsewhere.")
+    p.add_argument('rerun', help="the rerun's results.json")
+    p.add_argument('committed', help="the committed results.json, e.g. figures/smoke/results.json")
+    a = p.parse_args(argv)
+    try: table = compare_results(a.rerun, a.committed)
+    except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc compare: {e}")
+    print(markdown_table(table))
+    bad = table[~table.ok]
+    print(f"{len(table) - len(bad)} of {len(table)} within what is allowed" + (f"; off: {', '.join(bad.quantity)}" if len(bad) else ''))
+    return 1 if len(bad) else 0
 
 def results_cli(argv=None):
     "`chirploc results`: the paper's reported values beside each run's results.json, printed or written into a README."
