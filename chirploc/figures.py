@@ -28,7 +28,7 @@ __all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'DETECTION_FI
            'make_figures']
 
 # %% ../nbs/06_figures.ipynb #06c006
-# SPEC.md, "Reported run" (the paper's Figs. 3 to 8): reference marks only, never results of this code
+# what the paper reports (its Figs. 3 to 8; README, "The method, in facts"): reference marks only, never results of this code
 PAPER = dict(epochs_run=15, best_epoch=11, train_loss_first=0.1237, train_loss_last=0.0216,
              test_loss_range=(0.0347, 0.0381), best_r=dict(Chirp_Start_Time=0.9841), best_r_epoch=11,
              infer_s_range=(136.9, 140.5), n_test=20_000)
