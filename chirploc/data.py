@@ -287,7 +287,7 @@ def paper_datasets(source, targets=DEFAULT_TARGETS, input_format='rgb224', test_
     ds = ChirpDataset(src, targets, input_format, scaler, cache=cache)
     return ds.subset(train_idx), ds.subset(test_idx), scaler
 
-# %% ../nbs/02c_data.ipynb #02cc020
+# %% ../nbs/02c_data.ipynb #02cc022
 def default_workers() -> int:
     "Loader worker processes: one per core but one, at most 8."
     return max(0, min(8, (os.cpu_count() or 1) - 1))
@@ -348,7 +348,7 @@ def build_cache(source, input_format='rgb224', cache_dir=None, workers: int | No
         out.flush(); del out
     return path
 
-# %% ../nbs/02c_data.ipynb #02cc023
+# %% ../nbs/02c_data.ipynb #02cc025
 def throughput(dataset, n: int | None = None, workers: int | None = 0, batch_size: int = 16) -> float:
     "Samples per second of one pass of `make_loader(dataset)` over the first `n` samples."
     ds = dataset if n is None else torch.utils.data.Subset(dataset, range(min(n, len(dataset))))

@@ -1,4 +1,7 @@
-"""chirploc.model: backbones from every source, LoRA, save/reload with identical predictions, predict() inputs."""
+"""chirploc.model beyond its chapter: the folder's weights under LoRA, image-classification checkpoints, the hub's failure
+messages, LoRA on transformers 4 names, the paper's totals, save/reload of every kind with identical predictions offline,
+predict()'s other inputs and errors. nbs/03_model holds the configuration, backbone sources, LoRA modules, heads, counts,
+save/reload and predict examples (nbdev_test runs them)."""
 import json
 import socket
 import time
@@ -9,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from chirploc.inputs import preprocess_matrix, render_figure
+from chirploc.inputs import render_figure
 from chirploc.labels import DEFAULT_TARGETS
 from chirploc.generate import generate_batch
 from chirploc.model import (PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ChirpLocalizer, LocalizerConfig,
-                            apply_lora, count_parameters, load_backbone, lora_target_modules)
+                            count_parameters, load_backbone, lora_target_modules)
 
 
 
@@ -52,14 +55,10 @@ def _perturb(model, scale=0.05, seed=0):
     return model.eval()
 
 
-def test_local_folder_backbone_gets_lora(vit_folder):
+def test_local_folder_backbone_keeps_its_weights_under_lora(vit_folder):
     m = ChirpLocalizer(LocalizerConfig(str(vit_folder)))
-    c = m.config
-    assert (c.pretrained, c.use_lora, c.lora_modules) == (True, True, ['q_proj', 'v_proj'])
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert trainable and all('lora_' in n or n.startswith('head.') for n in trainable)
     assert any('q_proj.lora_A' in n for n in trainable) and any('v_proj.lora_B' in n for n in trainable)
-    assert not any('k_proj.lora' in n for n in trainable)
     # the backbone weights are the folder's, not random
     from safetensors.torch import load_file
     saved = load_file(vit_folder / 'model.safetensors')
@@ -67,7 +66,6 @@ def test_local_folder_backbone_gets_lora(vit_folder):
     key = next(k for k in saved if k.endswith(('layer.0.attention.attention.query.weight', 'layers.0.attention.q_proj.weight')))
     got = dict(m.named_parameters())['backbone.base_model.model.layers.0.attention.q_proj.base_layer.weight']
     assert torch.equal(got, saved[key])
-    assert m(torch.rand(2, 1, 128, 128)).shape == (2, 3)
 
 
 def test_image_classification_folder_backbone(tmp_path):
@@ -79,10 +77,7 @@ def test_image_classification_folder_backbone(tmp_path):
     assert pretrained and torch.equal(vit.embeddings.cls_token, clf.vit.embeddings.cls_token)
 
 
-def test_scratch_trains_everything_and_input_format_follows():
-    m = ChirpLocalizer(LocalizerConfig('vit-micro'))
-    assert m.config.use_lora is False and all(p.requires_grad for p in m.parameters())
-    assert m.config.input_format == dict(name='matrix', size=128, channels=1)
+def test_scratch_input_format_follows_and_lora_can_be_forced():
     rgb = ChirpLocalizer(LocalizerConfig('vit-micro', input_format='rgb224'))
     assert (rgb.config.num_channels, rgb.config.input_format) == (3, dict(name='rgb224', size=128, channels=3))
     custom = ChirpLocalizer(LocalizerConfig(dict(image_size=64, patch_size=16, num_channels=1, hidden_size=16,
@@ -106,16 +101,19 @@ def test_hub_id_fails_fast_and_clearly(monkeypatch):
         ChirpLocalizer(LocalizerConfig())  # the paper's default: never random weights in its place
 
 
-def test_missing_folder_and_partial_checkpoint(tmp_path, vit_folder):
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+def test_backbone_errors_are_typed(tmp_path, vit_folder):
+    "03_model checks these messages; here, the exception types callers can catch."
+    with pytest.raises(FileNotFoundError):
         load_backbone(str(tmp_path / 'nope'))
     from safetensors.torch import load_file, save_file
     part = tmp_path / 'partial'; part.mkdir()
     (part / 'config.json').write_text((vit_folder / 'config.json').read_text())
     sd = load_file(vit_folder / 'model.safetensors')
     save_file({k: v for k, v in sd.items() if 'layer.1.' not in k and 'layers.1.' not in k}, part / 'model.safetensors')
-    with pytest.raises(ValueError, match='would be random'):
+    with pytest.raises(ValueError, match='would be random'):  # a whole layer missing, where 03_model drops one tensor
         load_backbone(str(part))
+    with pytest.raises(ValueError):
+        ChirpLocalizer.from_pretrained(vit_folder)  # a ViT folder, not a localizer
 
 
 def test_lora_names_for_transformers_4_layout():
@@ -125,7 +123,6 @@ def test_lora_names_for_transformers_4_layout():
             self.attention = nn.ModuleDict(dict(query=nn.Linear(8, 8), key=nn.Linear(8, 8), value=nn.Linear(8, 8)))
             self.output = nn.ModuleDict(dict(dense=nn.Linear(8, 8)))
     old = nn.ModuleDict(dict(layer=nn.ModuleList([Attn(), Attn()])))
-    assert lora_target_modules(old) == ['query', 'value']
     from peft import LoraConfig, get_peft_model
     pm = get_peft_model(old, LoraConfig(r=2, target_modules=lora_target_modules(old)))
     names = [n for n, p in pm.named_parameters() if p.requires_grad]
@@ -138,8 +135,6 @@ def test_paper_parameter_counts():
     with torch.device('meta'):
         paper = ChirpLocalizer(LocalizerConfig(use_lora=True, pretrained=True), backbone=load_backbone('vit-b16-scratch')[0])
     c = count_parameters(paper)
-    assert c.loc['LoRA adapters', 'parameters'] == 294_912
-    assert c.loc['regression head', 'parameters'] == 230_147
     assert c.loc['total', 'trainable'] == 525_059
     assert c.loc['total', 'parameters'] == 85_798_656 + 525_059
     head = paper.head
@@ -198,13 +193,9 @@ def test_predict_inputs_and_errors(tmp_path, samples):
     S, labels, pngs = samples
     torch.manual_seed(0)
     m = _perturb(ChirpLocalizer(LocalizerConfig('vit-micro', label_stats=STATS)))
-    df = m.predict(pngs)
-    assert list(df.columns) == ['file', *DEFAULT_TARGETS] and list(df.file) == [f'spectrogram_{i}.png' for i in (1, 2, 3)]
-    assert 'file' not in m.predict(S).columns and len(m.predict(S)) == 3
-    # a matrix, the same matrix as a tensor, and its figure give (nearly) the same answer for a matrix model
+    assert len(m.predict(S)) == 3
+    # a matrix and its figure give nearly the same answer for a matrix model
     a = m.predict(S[0]).values
-    b = m.predict(torch.from_numpy(preprocess_matrix(S[0]))[None]).values
-    np.testing.assert_allclose(a, b, rtol=1e-6)
     fig = m.predict(pngs / 'spectrogram_1.png').iloc[:, 1:].values
     np.testing.assert_allclose(fig, a, atol=0.5)  # recovered from the figure's colours: close, not equal
     # natural order in folders
@@ -221,11 +212,9 @@ def test_predict_inputs_and_errors(tmp_path, samples):
         LocalizerConfig('vit-micro', targets=['Chirp_Start_Time'], label_stats=STATS)
 
 
-def test_from_pretrained_errors(tmp_path, vit_folder):
+def test_from_pretrained_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='no config.json'):
         ChirpLocalizer.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match='not a chirploc localizer'):
-        ChirpLocalizer.from_pretrained(vit_folder)
     m = ChirpLocalizer(LocalizerConfig('vit-micro', label_stats=STATS))
     m.save_pretrained(tmp_path / 'loc')
     with pytest.raises(ValueError, match='holds a chirploc localizer'):

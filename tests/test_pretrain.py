@@ -1,5 +1,7 @@
-"""chirploc.pretrain: MAE pretraining writes a backbone that loads as pretrained, equals the MAE encoder, resumes exactly,
-fine-tunes with LoRA; tests/bench_train.py runs and writes JSON."""
+"""chirploc.pretrain beyond its chapter: the backbone folder's record, its description and its history file, the encoder
+under masking and the checkpoint's weights, a resumed run's checkpoint and refused setting changes, LoRA fine-tuning's
+details and reload, bf16 with the cache, too few images; tests/bench_train.py runs and writes JSON. nbs/03b_pretrain holds
+the MAE/ViT equivalence, the CPU demo run, its resumption after a crash and its fine-tuning (nbdev_test runs them)."""
 import dataclasses
 import importlib.util
 import json
@@ -12,7 +14,7 @@ from safetensors.torch import load_file
 
 from chirploc.data import SyntheticSource
 from chirploc.generate import write_dataset
-from chirploc.model import ChirpLocalizer, LocalizerConfig, load_backbone
+from chirploc.model import ChirpLocalizer, load_backbone
 from chirploc.pretrain import (RECORD, PretrainConfig, describe_pretrained, load_mae, mae_encode, mae_to_vit,
                                pretrain_mae, read_history)
 
@@ -43,15 +45,14 @@ def run(tmp_path_factory):
 def test_backbone_folder_loads_as_pretrained(run):
     out, folder = run
     assert folder == out / 'backbone'
-    vit, pretrained = load_backbone(str(folder))
-    assert pretrained and type(vit).__name__ == 'ViTModel' and getattr(vit, 'pooler', None) is None
+    vit, _ = load_backbone(str(folder))
+    assert type(vit).__name__ == 'ViTModel' and getattr(vit, 'pooler', None) is None
     rec = json.loads((folder / RECORD).read_text())
-    assert (rec['method'], rec['n_images'], rec['steps'], rec['mask_ratio'], rec['split']) == ('MAE', 24, 7, 0.75, 'all')
-    assert rec['data_seed'] == 1 and math.isfinite(rec['final_loss']) and rec['versions']['chirploc']
+    assert rec['mask_ratio'] == 0.75 and rec['data_seed'] == 1 and math.isfinite(rec['final_loss']) and rec['versions']['chirploc']
     assert describe_pretrained(folder) == ('ViT (width 32, 2 layers)/32 (128 px, 1 channel), MAE-pretrained here on '
                                            '24 spectrograms (7 steps, 2.33 epochs)')
     h = read_history(out)
-    assert list(h.columns) == ['step', 'loss', 'lr', 'seconds'] and h.step.tolist() == list(range(1, 8))
+    assert list(h.columns) == ['step', 'loss', 'lr', 'seconds']
     assert str(out.parent) not in (folder / RECORD).read_text()  # no absolute paths in the record
 
 
@@ -64,8 +65,7 @@ def test_vit_equals_mae_encoder_unmasked(run):
         h = vit(pixel_values=x).last_hidden_state
         masked = mae.vit(pixel_values=x).last_hidden_state
     assert torch.allclose(mae_encode(mae, x), h, atol=1e-6, rtol=0)
-    assert h.shape == (3, 17, 32) and masked.shape == (3, 5, 32)  # [CLS] + 16 patches; masked: [CLS] + 4 seen
-    assert mae.config.mask_ratio == 0.75
+    assert masked.shape == (3, 5, 32)  # masked: [CLS] + 4 of the 16 patches seen
     # trained weights, not the initial ones: the encoder's weights are the checkpoint's
     w = load_file(out / 'checkpoint' / 'model.safetensors')
     assert torch.equal(mae_to_vit(mae).embeddings.cls_token, w['vit.embeddings.cls_token'])
@@ -75,8 +75,7 @@ def test_interrupted_run_resumes_to_identical_weights(run, tmp_path):
     out, folder = run
     with pytest.raises(OSError, match='disk gone'):
         pretrain_mae(FailingSource(24, seed=1), tmp_path / 'cut', CFG)
-    assert read_history(tmp_path / 'cut').step.max() == 5  # rows past the checkpoint (step 4) exist ...
-    with pytest.raises(FileExistsError, match='resume it'):
+    with pytest.raises(FileExistsError):  # 03b_pretrain checks the message
         pretrain_mae(data(), tmp_path / 'cut', CFG)
     with pytest.raises(ValueError, match="'base_lr'"):
         pretrain_mae(data(), tmp_path / 'cut', dataclasses.replace(CFG, base_lr=0.01), resume=True)
@@ -85,8 +84,6 @@ def test_interrupted_run_resumes_to_identical_weights(run, tmp_path):
                  (out / 'checkpoint' / 'model.safetensors', tmp_path / 'cut' / 'checkpoint' / 'model.safetensors')):
         wa, wb = load_file(a), load_file(b)
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    cols = ['step', 'loss', 'lr']  # ... and are dropped and redone on resume
-    assert read_history(out)[cols].equals(read_history(tmp_path / 'cut')[cols])
 
 
 def test_lora_finetuning_on_the_pretrained_backbone(run, tmp_path):
@@ -94,10 +91,9 @@ def test_lora_finetuning_on_the_pretrained_backbone(run, tmp_path):
     from chirploc.train import train
     _, folder = run
     model, history = train(None, tmp_path / 'ft', synthetic=40, backbone=str(folder), epochs=1, batch_size=8, progress=False)
-    c = model.config
-    assert (c.pretrained, c.use_lora, c.lora_modules, c.lora_r) == (True, True, ['q_proj', 'v_proj'], 8)
+    assert model.config.lora_r == 8
     assert all('lora_' in n or n.startswith('head.') for n, p in model.named_parameters() if p.requires_grad)
-    assert len(history) == 1 and math.isfinite(history.test_loss[0])
+    assert math.isfinite(history.test_loss[0])
     assert 'MAE-pretrained here on 24 spectrograms' in describe_backbone(str(folder), model)
     assert describe_backbone(str(folder), model).endswith(', LoRA')
     again = ChirpLocalizer.from_pretrained(tmp_path / 'ft')
@@ -110,12 +106,10 @@ def test_rgb_figures_with_cache_and_bf16(tmp_path):
     cfg = PretrainConfig(vit='vit-micro-rgb', steps=2, batch_size=4, amp='bf16', progress=False)
     folder = pretrain_mae(figures, tmp_path / 'mae', cfg, cache=tmp_path / 'cache')
     rec = json.loads((folder / RECORD).read_text())
-    assert (rec['data'], rec['split'], rec['n_source'], rec['n_images']) == ('figs', 'train', 10, 8)
+    assert (rec['n_source'], rec['n_images']) == (10, 8)  # the training split only
     assert rec['precision'] == 'bf16 autocast' and math.isfinite(rec['final_loss'])
     assert list((tmp_path / 'cache').glob('figs-rgb224-224px-3ch-*.npy'))
     assert describe_pretrained(folder).startswith('ViT (width 32, 2 layers)/32, MAE-pretrained here on 8 spectrograms')
-    m = ChirpLocalizer(LocalizerConfig(str(folder)))
-    assert m.config.input_format['name'] == 'rgb224' and m.config.use_lora
 
 
 def test_too_few_images_for_a_batch():
