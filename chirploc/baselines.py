@@ -11,6 +11,7 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import pandas as pd
 
+from .bins import BinSpace
 from .data import open_source
 from .evaluate import detection_report, prediction_table, regression_report
 from .generate import PRESENCE, GeneratorConfig
@@ -50,6 +51,22 @@ class RidgeTracker:
         if not runs: return (int(value.argmax()),) * 2 + (peak,)  # nothing above the threshold: the brightest column
         best = max(runs, key=lambda r: r[1] - r[0])              # the longest (the first of equals)
         return best[0], best[1], peak
+
+    def bins(self, S: np.ndarray, cfg: GeneratorConfig | None = None) -> np.ndarray:
+        "Integer bins (B, 4) = (a, L, fs, fe) of each matrix's longest ridge, with a robust (Theil-Sen) line through its peaks."
+        sp = BinSpace.of(cfg or self.cfg)
+        out = np.zeros((len(S), 4), np.int64)
+        for i, s in enumerate(np.asarray(S, np.float64)):
+            first, last, peak = self.track(s)
+            t = np.arange(first, last + 1); p = peak[t].astype(float)
+            L = int(np.clip(last - first + 1, sp.L_min, sp.L_max))
+            if len(t) >= 3:
+                i0, i1 = np.triu_indices(len(t), 1)
+                slope = np.median((p[i1] - p[i0]) / (t[i1] - t[i0])); fs = np.median(p - slope * (t - first))
+                fe = fs + slope * L
+            else: fs, fe = p[0], p[-1]
+            out[i] = first, L, round(fs), round(fe)
+        return out
 
     def __call__(self, S: np.ndarray) -> np.ndarray:
         "Predicted (start time s, start frequency Hz, end frequency Hz, duration s) for a matrix (F, T) or batch (B, F, T)."

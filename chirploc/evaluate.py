@@ -66,8 +66,10 @@ def regression_report(pred: np.ndarray, true: np.ndarray, targets, threshold: fl
         p, y = pred[ok, j], true[ok, j]
         if t == PRESENCE: out[t] = detection_report(p, y, threshold)
         elif t in CLASS_TARGETS: out[t] = dict(accuracy=float(((p > 0.5) == (y > 0.5)).mean()))
-        else: out[t] = dict(pearson_r=float(pearson_r(p[:, None], y[:, None])[0]), mae=float(np.abs(p - y).mean()),
-                            rmse=float(np.sqrt(((p - y) ** 2).mean())))
+        else:
+            e = np.abs(p - y)
+            out[t] = dict(pearson_r=float(pearson_r(p[:, None], y[:, None])[0]), mae=float(e.mean()),
+                          rmse=float(np.sqrt((e ** 2).mean())), median_ae=float(np.median(e)), p95_ae=float(np.quantile(e, 0.95)))
     return out
 
 # %% ../nbs/05_evaluate.ipynb #05c011

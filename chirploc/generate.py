@@ -22,9 +22,9 @@ from .core import Config, atomic_path, atomic_write
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'GeneratorConfig',
            'empty_spectrograms', 'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps',
-           'chirp_bins', 'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'noise_levels', 'generate_batch',
-           'png_bytes', 'FigureRenderer', 'figure_pixels', 'figure_renderer', 'labels_csv_lines', 'DatasetMismatch',
-           'read_meta', 'write_dataset', 'generate_parser', 'generate_cli']
+           'chirp_bins', 'ridge_points', 'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'noise_levels',
+           'generate_batch', 'png_bytes', 'FigureRenderer', 'figure_pixels', 'figure_renderer', 'labels_csv_lines',
+           'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser', 'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -163,6 +163,24 @@ def chirp_bins(params: pd.DataFrame, cfg: GeneratorConfig | None = None):
     return a, b, fs, fe
 
 # %% ../nbs/01_generate.ipynb #01c022
+def ridge_points(a, b, fs, fe, expo, num_freq_bins: int = 128, num_time_bins: int = 128):
+    "The ridges of chirps given by integer bins (arrays (B,); `chirp_bins` applies the fs 0 -> 1 quirk): rows f and weights w, (B, T, 5)."
+    a, b, fs, fe = (np.asarray(v, np.int64).reshape(-1, 1) for v in (a, b, fs, fe))
+    expo = np.asarray(expo, bool).reshape(-1, 1)
+    F = num_freq_bins
+    t = np.arange(num_time_bins)[None, :]
+    inside = (t >= a) & (t < b)
+    tau = (t - a) / np.maximum(b - a, 1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        lin = fs + (fe - fs) * tau
+        ratio = np.where(expo, fe / np.where(fs == 0, 1, fs), 1.0)
+        exp_ = fs * ratio ** tau
+    fb = np.clip(np.where(expo, exp_, lin), 0, F - 1)           # (B, T) ridge frequency, in bins
+    f = np.trunc(fb).astype(np.int64)[..., None] + np.arange(-2, 3)  # (B, T, 5) the five bins around it
+    keep = inside[..., None] & (f >= 0) & (f < F)
+    w = np.where(keep, np.exp(-0.5 * ((f - fb[..., None]) ** 2) / 0.5), 0.0)  # > 0 on the ridge (at least e^-9)
+    return f, w
+
 def chirp_ridges(params: pd.DataFrame, cfg: GeneratorConfig | None = None, validate: bool = True) -> np.ndarray:
     "Steps 1 and 3: the noise-free spectrograms (B, F, T) of a batch of chirps, float64."
     cfg = cfg or GeneratorConfig()
@@ -174,19 +192,9 @@ def chirp_ridges(params: pd.DataFrame, cfg: GeneratorConfig | None = None, valid
         return S
     S = empty_spectrograms(B, cfg)
     if B == 0: return S
-    a, b, fs, fe = (v[:, None] for v in chirp_bins(params, cfg))
-    expo = (params['Chirp_Type'].to_numpy() == 'exponential')[:, None]
-    t = np.arange(T)[None, :]
-    inside = (t >= a) & (t < b)
-    tau = (t - a) / np.maximum(b - a, 1)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        lin = fs + (fe - fs) * tau
-        ratio = np.where(expo, fe / np.where(fs == 0, 1, fs), 1.0)
-        exp_ = fs * ratio ** tau
-    fb = np.clip(np.where(expo, exp_, lin), 0, F - 1)           # (B, T) ridge frequency, in bins
-    f = np.trunc(fb).astype(np.int64)[..., None] + np.arange(-2, 3)  # (B, T, 5) the five bins around it
-    keep = inside[..., None] & (f >= 0) & (f < F)
-    w = np.exp(-0.5 * ((f - fb[..., None]) ** 2) / 0.5)
+    a, b, fs, fe = chirp_bins(params, cfg)
+    f, w = ridge_points(a, b, fs, fe, params['Chirp_Type'].to_numpy() == 'exponential', F, T)
+    keep = w > 0
     bi, ti, _ = np.nonzero(keep)
     S[bi, f[keep], ti] = w[keep]
     return S

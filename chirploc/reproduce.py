@@ -232,7 +232,7 @@ def check_results(results: dict, out_dir=None) -> dict:
     missing = [k for k in RESULT_KEYS if k not in results]
     if missing: raise ValueError(f"results.json lacks {missing}")
     for t, m in results['targets'].items():
-        want = set(DETECTION_KEYS) if t == PRESENCE else {'accuracy'} if t in CLASS_TARGETS else {'pearson_r', 'mae', 'rmse'}
+        want = set(DETECTION_KEYS) if t == PRESENCE else {'accuracy'} if t in CLASS_TARGETS else {'pearson_r', 'mae', 'rmse', 'median_ae', 'p95_ae'}
         if set(m) != want: raise ValueError(f"results.json: targets.{t} has {sorted(m)}")
     if set(results['inference']) != {'images', 'seconds', 'images_per_s', 'device'}:
         raise ValueError(f"results.json: inference has {sorted(results['inference'])}")

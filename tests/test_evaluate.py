@@ -30,7 +30,7 @@ def test_evaluate_json_contract(figs):
     assert list(out) == ['targets', 'inference', 'loading']
     assert list(out['targets']) == TARGETS
     for m in out['targets'].values():
-        assert set(m) == {'pearson_r', 'mae', 'rmse'} and all(np.isfinite(v) for v in m.values())
+        assert set(m) == {'pearson_r', 'mae', 'rmse', 'median_ae', 'p95_ae'} and all(np.isfinite(v) for v in m.values())
         assert m['mae'] <= m['rmse']
     assert set(out['inference']) == {'images', 'seconds', 'images_per_s', 'device'}
     assert out['inference']['images'] == 12 and out['inference']['device'] == 'cpu'
@@ -88,7 +88,7 @@ def test_full_localizer_type_and_duration(tmp_path):
     folder = write_dataset(tmp_path / 'arr', 20, seed=3, format='array', progress=False)
     report, table = evaluate_localizer(tmp_path / 'run', folder)
     assert set(report['targets']['Chirp_Type']) == {'accuracy'} and 0 <= report['targets']['Chirp_Type']['accuracy'] <= 1
-    assert set(report['targets']['Chirp_Duration']) == {'pearson_r', 'mae', 'rmse'}
+    assert set(report['targets']['Chirp_Duration']) == {'pearson_r', 'mae', 'rmse', 'median_ae', 'p95_ae'}
     assert table.pred_Chirp_Type.between(0, 1).all()  # a probability, not a de-standardized logit
     pred = model.predict(np.stack([np.load(folder / 'spectrograms_00000.npy')[i] for i in range(3)]))
     assert list(pred.columns) == targets[:4] + ['Chirp_Type', 'Chirp_Type_prob']

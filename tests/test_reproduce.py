@@ -44,7 +44,7 @@ def test_every_figure_and_results(tiny_run):
     assert set(RESULT_KEYS) <= set(res)
     assert res['preset'] == 'tiny' and res['n_train'] == 128 and res['n_test'] == 32
     assert set(res['targets']) == {'Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq'}
-    for m in res['targets'].values(): assert set(m) == {'pearson_r', 'mae', 'rmse'} and m['mae'] > 0
+    for m in res['targets'].values(): assert set(m) == {'pearson_r', 'mae', 'rmse', 'median_ae', 'p95_ae'} and m['mae'] > 0
     assert set(res['inference']) == {'images', 'seconds', 'images_per_s', 'device'} and res['inference']['images'] == 32
     assert res['epochs_run'] == 2 and 1 <= res['best_epoch'] <= 2 and res['train_seconds'] > 0
     assert res['backbone'] == 'vit-micro (from scratch)'
