@@ -17,8 +17,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'Config', 'option', 'add_options', 'coerce_option', 'options_from',
-           'isolated_rng', 'git_commit', 'versions', 'cpu_model', 'device_name', 'pyplot', 'save_figure',
-           'figure_provenance']
+           'isolated_rng', 'git_commit', 'versions', 'cpu_model', 'device_name', 'env_true', 'hub_reachable', 'pyplot',
+           'save_figure', 'figure_provenance']
 
 # %% ../nbs/00_core.ipynb #00c006
 @contextmanager
@@ -153,6 +153,27 @@ def device_name(device='cpu') -> str:
     return f"{cpu_model()} ({platform.machine()}), {torch.get_num_threads()} threads"
 
 # %% ../nbs/00_core.ipynb #00c022
+def env_true(name: str) -> bool:
+    "Whether environment variable `name` says yes (1, true, yes, on)."
+    return os.environ.get(name, '').strip().lower() in ('1', 'true', 'yes', 'on')
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    "Whether a TCP connection to the Hugging Face hub (or the HTTPS proxy) opens within `timeout` seconds."
+    import socket, threading
+    from urllib.parse import urlparse
+    url = (os.environ.get('HTTPS_PROXY') or os.environ.get('https_proxy')
+           or os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
+    u = urlparse(url if '://' in url else f'http://{url}')
+    host, port = u.hostname, u.port or (443 if u.scheme == 'https' else 80)
+    ok = []
+    def probe():
+        try: socket.create_connection((host, port), timeout=timeout).close(); ok.append(True)
+        except OSError: pass
+    t = threading.Thread(target=probe, daemon=True)  # DNS has no timeout of its own: bound the whole probe
+    t.start(); t.join(timeout + 0.5)
+    return bool(ok)
+
+# %% ../nbs/00_core.ipynb #00c025
 def pyplot():
     "matplotlib.pyplot, imported on first use (importing chirploc does not load it)."
     import matplotlib.pyplot as plt

@@ -8,12 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -22,14 +19,14 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .core import Config, atomic_write, option
+from .core import Config, atomic_write, env_true, hub_reachable, option, versions
 from .generate import PRESENCE
 from .inputs import InputFormat, prepare_input
 from .labels import DEFAULT_TARGETS, LabelScaler, check_targets
 
 # %% auto #0
 __all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'ModelOptions', 'LocalizerConfig', 'BackboneUnavailable',
-           'hub_reachable', 'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
+           'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
            'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
            'backbone_fingerprint']
 
@@ -54,6 +51,8 @@ SCRATCH_CONFIGS = {
     # the hybrid's 64 tokens); about the hybrid's size (0.61 M weights against 0.66 M)
     'cnn-small': dict(model_type='chirploc-cnn', image_size=128, num_channels=1, hidden_size=128, conv_layers=4,
                       stem=(16, 32, 64), coords=True, pooling='soft'),
+    # the shipped default (03c_heatmap): a U-Net that classifies the chirp's start and end cells on the 128x128 grid
+    'chirploc-heatmap': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1),
     # the smallest thing that runs: for tests and examples only
     'vit-micro': dict(image_size=128, patch_size=32, num_channels=1, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64),
@@ -115,22 +114,6 @@ class LocalizerConfig(ModelOptions):
 class BackboneUnavailable(OSError):
     "The backbone's pretrained weights cannot be had here (no network and not in the Hugging Face cache)."
 
-def _env_true(name): return os.environ.get(name, '').strip().lower() in ('1', 'true', 'yes', 'on')
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    "Whether a TCP connection to the Hugging Face hub (or the HTTPS proxy) opens within `timeout` seconds."
-    url = (os.environ.get('HTTPS_PROXY') or os.environ.get('https_proxy')
-           or os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
-    u = urlparse(url if '://' in url else f'http://{url}')
-    host, port = u.hostname, u.port or (443 if u.scheme == 'https' else 80)
-    ok = []
-    def probe():
-        try: socket.create_connection((host, port), timeout=timeout).close(); ok.append(True)
-        except OSError: pass
-    t = threading.Thread(target=probe, daemon=True)  # DNS has no timeout of its own: bound the whole probe
-    t.start(); t.join(timeout + 0.5)
-    return bool(ok)
-
 @dataclass
 class ConvBackboneConfig:
     "The small CNN baseline's backbone settings (the `vit_config` of a localizer built on it)."
@@ -157,8 +140,14 @@ class ConvBackbone(nn.Module):
         return SimpleNamespace(last_hidden_state=torch.cat([h.mean(1, keepdim=True), h], 1))  # the mean stands in for [CLS]
 
 def _backbone_from_config(c):
-    "A fresh (random) backbone for a resolved config: a ViTModel, or the CNN baseline."
+    "A fresh (random) backbone for a resolved config: a ViTModel, the CNN baseline, or the heatmap network (03c_heatmap)."
     from transformers import ViTConfig, ViTModel
+    if isinstance(c, dict) and c.get('model_type') == 'chirploc-heatmap':
+        from chirploc.heatmap import HeatConfig
+        c = HeatConfig.from_dict(c)
+    if getattr(c, 'model_type', None) == 'chirploc-heatmap':
+        from chirploc.heatmap import HeatmapNet
+        return HeatmapNet(c)
     if isinstance(c, dict): c = ConvBackboneConfig(**c) if c.get('model_type') == 'chirploc-cnn' else ViTConfig.from_dict(c)
     return ConvBackbone(c) if isinstance(c, ConvBackboneConfig) else ViTModel(c, add_pooling_layer=False)
 
@@ -171,6 +160,9 @@ def _scratch_vit_config(source, image_size=None, num_channels=None):
     if image_size: d['image_size'] = image_size
     if num_channels: d['num_channels'] = num_channels
     if d.get('model_type') == 'chirploc-cnn': return ConvBackboneConfig(**d)
+    if d.get('model_type') == 'chirploc-heatmap':
+        from chirploc.heatmap import HeatConfig
+        return HeatConfig.from_dict(d)
     return ViTConfig.from_dict(d)
 
 def _unavailable(source, why):
@@ -214,7 +206,7 @@ def load_backbone(source, image_size: int | None = None, num_channels: int | Non
     else:  # a hub id: the cache first, then the network only if a connection can be opened at all
         try: vit = _vit_from_pretrained(source, local_files_only=True)
         except OSError:
-            if _env_true('HF_HUB_OFFLINE') or _env_true('TRANSFORMERS_OFFLINE'): raise _unavailable(source, 'HF_HUB_OFFLINE is set') from None
+            if env_true('HF_HUB_OFFLINE') or env_true('TRANSFORMERS_OFFLINE'): raise _unavailable(source, 'HF_HUB_OFFLINE is set') from None
             if not hub_reachable(timeout): raise _unavailable(source, 'the hub cannot be reached') from None
             vit = _vit_from_pretrained(source)
         pretrained = True
@@ -321,6 +313,10 @@ class ChirpLocalizer(nn.Module):
         self.stem = conv_stem(in_ch + extra, cfg.stem) if stem else None
         self.backbone = apply_lora(backbone, cfg) if cfg.use_lora else backbone
         if not cfg.use_lora: cfg.lora_modules = None
+        if getattr(vc, 'model_type', None) == 'chirploc-heatmap':  # its own maps are the output (03c_heatmap)
+            from chirploc.heatmap import check_heatmap_targets
+            check_heatmap_targets(cfg.targets)
+            self.head = self.attend = self.class_head = None; return
         self.head = regression_head(vc.hidden_size, cfg.head_dims, cfg.n_outputs)
         self.attend = nn.Linear(vc.hidden_size, cfg.n_outputs) if cfg.pooling == 'soft' else None  # soft-argmax scores
         n_cls = sum(t in CLASS_TARGETS for t in cfg.targets)  # soft pooling: classes get their own head on pooled features
@@ -339,8 +335,9 @@ class ChirpLocalizer(nn.Module):
         return x
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        "Standardized predictions (B, n_targets) for a batch of images (B, C, H, W)."
+        "Standardized predictions (B, n_targets) for a batch of images (B, C, H, W); a heatmap network's maps (see `decode`)."
         x = self.fit_input(pixel_values)
+        if self.head is None: return self.backbone(x)
         if self.config.coords: x = add_coords(x)
         if self.stem is not None: x = self.stem(x)
         h = self.backbone(pixel_values=x).last_hidden_state
@@ -379,11 +376,6 @@ def _read_localizer_config(folder: Path) -> LocalizerConfig:
     d = json.loads(conf.read_text())
     if 'chirploc' not in d: raise ValueError(f"{conf} is not a chirploc localizer config (no 'chirploc' key)")
     return LocalizerConfig.from_dict(d['localizer'])
-
-def _versions() -> dict:
-    import transformers, peft
-    from chirploc import __version__
-    return dict(chirploc=__version__, torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__)
 
 def backbone_fingerprint(vit: nn.Module) -> str:
     "SHA-256 of a backbone's weights (names, shapes and bytes, LoRA adapters left out): which pretrained weights these are."
@@ -435,7 +427,7 @@ def save_pretrained(self: ChirpLocalizer, folder, state_dict: dict | None = None
         state = {k: v for k, v in state.items() if not k.startswith('backbone.')}
         if self.config.backbone_sha256 is None: self.config.backbone_sha256 = backbone_fingerprint(self.backbone)
     atomic_write(folder / 'model.safetensors', save(state, metadata={'format': 'pt'}))
-    d = dict(chirploc='localizer', versions=_versions(), weights='adapter' if self.saves_adapter else 'full',
+    d = dict(chirploc='localizer', versions=versions(), weights='adapter' if self.saves_adapter else 'full',
              localizer=self.config.to_dict())
     atomic_write(folder / 'config.json', json.dumps(d, indent=2))
     return folder
@@ -542,7 +534,7 @@ def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, pro
     out = []
     for i in tqdm(range(0, len(items), batch_size), desc='predict', disable=not progress):
         x = torch.stack([self.prepare(it) for _, it in items[i:i + batch_size]]).to(device)
-        out.append(self(x).float().cpu())
+        out.append(self.decode(self(x)).float().cpu())
     y = self.destandardize(torch.cat(out).numpy().astype(np.float64)) if out else np.zeros((0, self.config.n_outputs))
     df = pd.DataFrame(y, columns=list(self.config.targets))
     for t in CLASS_TARGETS:  # the class, and its probability beside it
@@ -566,9 +558,19 @@ def _masked_mean(v: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, v, 0).sum() / ok.sum().clamp(min=1)
 
 @patch
-def loss(self: ChirpLocalizer, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "Training loss for outputs `pred` and standardized labels `y`: MSE on regression columns, + a BCE per class column."
-    cls = self.class_columns
+def decode(self: ChirpLocalizer, out) -> torch.Tensor:
+    "Standardized predictions (B, n_targets), class targets as logits, from what `forward` returned (decoded maps, for a heatmap network)."
+    if not isinstance(out, dict): return out
+    from chirploc.heatmap import localizer_outputs
+    return localizer_outputs(self, out)
+
+@patch
+def loss(self: ChirpLocalizer, pred, y: torch.Tensor) -> torch.Tensor:
+    "Training loss for outputs `pred` and standardized labels `y`: MSE on regression columns, + a BCE per class column; a heatmap network's own loss."
+    if isinstance(pred, dict):
+        from chirploc.heatmap import localizer_loss
+        return localizer_loss(self, pred, y)
+    pred, cls = pred.float(), self.class_columns
     if not cls: return F.mse_loss(pred, y)  # the paper's loss
     st = self.scaler
     std = torch.tensor([st.std[j] for j in cls], device=y.device, dtype=y.dtype)

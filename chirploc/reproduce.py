@@ -19,14 +19,14 @@ import torch
 
 import chirploc
 from .baselines import evaluate_tracker
-from .core import add_options, atomic_write, coerce_option, device_name, git_commit, option, versions
+from .core import add_options, atomic_write, coerce_option, device_name, git_commit, hub_reachable, option, versions
 from .data import open_source
 from .detection import choose_threshold, detection_scores
 from .evaluate import evaluate_localizer
 from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
 from .generate import PRESENCE, GeneratorConfig, write_dataset
 from .labels import DEFAULT_TARGETS, TARGET_UNITS
-from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ModelOptions, hub_reachable
+from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ModelOptions
 from .inputs import InputFormat
 from .train import TrainConfig, pick_device, train, training_finished
 

@@ -124,7 +124,7 @@ def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None, forward=Non
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         _sync(device); t0 = time.perf_counter()   # the inputs are decoded and on the device: from here on, the model
-        with ctx: p = forward(x)
+        with ctx: p = model.decode(forward(x))  # decoding belongs to inference (a heatmap's argmax and bins)
         _sync(device); seconds += time.perf_counter() - t0
         preds.append(p.float()); labels.append(y)
     preds = torch.cat(preds).cpu()
@@ -259,7 +259,7 @@ def train_epoch(model, net, loader, optimizer, scheduler, grad_scaler, cfg: Trai
     for x, y in tqdm(loader, desc=desc, disable=not (cfg.progress and is_main()), leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
         with ctx: pred = net(x)
-        loss = model.loss(pred.float(), y)  # MSE (the paper); + BCE for a class target
+        loss = model.loss(pred, y)  # MSE (the paper); + BCE for a class target; a heatmap network's own loss
         optimizer.zero_grad(set_to_none=True)
         grad_scaler.scale(loss).backward()
         if cfg.grad_clip:
