@@ -13,7 +13,7 @@ import pandas as pd
 
 from .bins import BinSpace
 from .data import open_source
-from .evaluate import detection_report, prediction_table, regression_report
+from .evaluate import detection_report, prediction_table, regression_report, with_noise_levels
 from .generate import PRESENCE, GeneratorConfig
 from .labels import DEFAULT_TARGETS, split_indices, target_array
 
@@ -95,7 +95,7 @@ def evaluate_tracker(data, split: str = 'test', tracker: RidgeTracker | None = N
     pred, true = full[:, [TRACKER_TARGETS.index(t) for t in targets]], target_array(labels, targets)
     report = dict(targets=regression_report(pred, true, list(targets)),
                   inference=dict(images=len(idx), seconds=seconds, images_per_s=len(idx) / seconds, device='cpu (1 process)'))
-    table = prediction_table(pred, true, list(targets), labels)
+    table = with_noise_levels(prediction_table(pred, true, list(targets), labels), src)
     if PRESENCE in labels.columns:  # chirp-free samples: "a chirp" when the tracked ridge lasts the shortest chirp or longer
         score, present = full[:, TRACKER_TARGETS.index('Chirp_Duration')], labels[PRESENCE].to_numpy()
         report['targets'][PRESENCE] = detection_report(score, present, threshold=min_duration)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,14 @@ import torch
 from .data import ChirpDataset, make_loader, open_source
 from .generate import PRESENCE
 from .labels import TARGET_UNITS, DataError, split_indices
-from .model import CLASS_TARGETS, ChirpLocalizer
+from .inputs import figure_to_matrix
+from .model import CLASS_TARGETS, ChirpLocalizer, prediction_items
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
 # %% auto #0
-__all__ = ['roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'default_model_dir', 'load_localizer',
-           'evaluate_localizer', 'prediction_table', 'error_frame', 'describe_chirp', 'format_report',
-           'evaluate_parser', 'evaluate_cli', 'predict_parser', 'predict_cli']
+__all__ = ['REFINED', 'roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'default_model_dir', 'load_localizer',
+           'refine', 'evaluate_localizer', 'with_noise_levels', 'prediction_table', 'error_frame', 'describe_chirp',
+           'format_report', 'evaluate_parser', 'evaluate_cli', 'predict_parser', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c006
 def _scored(score, present) -> tuple[np.ndarray, np.ndarray]:
@@ -88,9 +90,24 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
     return ChirpLocalizer.from_pretrained(folder, device=pick_device(device))
 
 # %% ../nbs/05_evaluate.ipynb #05c013
+REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
+
+def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False) -> pd.DataFrame:
+    "Predicted labels (physical units, as `predict` gives them) refined by the likelihood (05d_limit) from each one; samples called chirp-free stay."
+    from chirploc.limit import LimitEstimator  # the limit chapter comes later: imported when refining
+    missing = [c for c in REFINED if c not in pred]
+    if missing: raise ValueError(f"refinement starts from a whole chirp: the predictions lack {missing}; use a model that "
+                                 "predicts them (the default model does)")
+    out = pred.reset_index(drop=True).copy()
+    keep = out[PRESENCE].astype(bool).to_numpy() if PRESENCE in out else np.ones(len(out), bool)
+    if keep.any():
+        r = LimitEstimator(kind=kind).refine(np.asarray(S)[keep], out.loc[keep, list(REFINED)].reset_index(drop=True), progress=progress)
+        for c in REFINED: out.loc[keep, c] = r[c].to_numpy()
+    return out
+
 def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, workers: int | None = 0,
                        device='auto', progress: bool = False, limit: int | None = None, threshold: float | None = None,
-                       cache=None):
+                       cache=None, refine_with_likelihood: bool = False):
     "(report, predictions) of localizer `model` on dataset `data` (a folder or a ChirpSource); `split`: all | test | train."
     model = load_localizer(model, device)
     src = open_source(data)
@@ -107,8 +124,35 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
                                  images_per_s=float(out['n'] / out['seconds']) if out['seconds'] > 0 else float('nan'),
                                  device=str(dev)),
                   loading=dict(seconds=float(out['load_seconds']), cached=ds._cache_path is not None))
-    preds = prediction_table(out['pred'], out['true'], targets, ds.labels)
+    preds = with_noise_levels(prediction_table(out['pred'], out['true'], targets, ds.labels), src)
+    if refine_with_likelihood:  # the model's numbers stay in report['targets']; the refined ones beside them
+        ref, seconds = _refined(out['pred'], targets, thr, src, idx, progress)
+        pred_r = out['pred'].copy()
+        for j, t in enumerate(targets):
+            if t in REFINED: pred_r[:, j] = (ref[t] == 'exponential').to_numpy(float) if t == 'Chirp_Type' else ref[t].to_numpy(float)
+        total = out['seconds'] + seconds
+        report['refined'] = dict(targets=regression_report(pred_r, out['true'], targets, thr),
+                                 inference=dict(images=int(out['n']), seconds=float(total), images_per_s=float(out['n'] / total),
+                                                device=f"{dev} + cpu (1 process)"))
+        for t in targets:
+            if t in REFINED: preds[f'refined_{t}'] = pred_r[:, targets.index(t)]
     return report, preds
+
+def _refined(pred: np.ndarray, targets, threshold, src, idx, progress):
+    "(refined labels, seconds of the search) for a localizer's predictions (physical units, class columns probabilities)."
+    start = pd.DataFrame(pred, columns=targets)
+    if 'Chirp_Type' in start: start['Chirp_Type'] = np.where(start.Chirp_Type > 0.5, 'exponential', 'linear')
+    if PRESENCE in start: start[PRESENCE] = start[PRESENCE] >= threshold
+    S = np.stack([src.matrix(int(i)) for i in idx])  # arrays as generated; figures read back through the colour map
+    t0 = time.perf_counter()
+    ref = refine(start, S, 'figure' if src.kind == 'png' else 'array', progress)
+    return ref, time.perf_counter() - t0
+
+def with_noise_levels(table: pd.DataFrame, src) -> pd.DataFrame:
+    "A prediction table with each sample's noise level eta (`noise_level`), when the source knows it (chirploc-made data)."
+    eta = src.noise_levels()
+    if eta is not None and 'index' in table: table['noise_level'] = eta[table['index'].to_numpy()]
+    return table
 
 def prediction_table(pred, true, targets, labels: pd.DataFrame | None = None) -> pd.DataFrame:
     "Predicted (`pred_*`) beside true (`true_*`) values and errors (`err_*` = pred - true), one row per sample."
@@ -187,6 +231,8 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument('--data', required=True, help='dataset folder: ChirpLoc100K layout (spectrogram_{i}.png + labels.csv) or a chirploc array folder')
     p.add_argument('--model', help='localizer folder (save_pretrained); default: the shipped default model')
     p.add_argument('--json', action='store_true', help='print one JSON object')
+    p.add_argument('--refine', action='store_true', help="also refine the model's estimates by the likelihood (05d_limit) and "
+                   "report those numbers apart (under 'refined')")
     p.add_argument('--split', default='all', choices=('all', 'test', 'train'), help="all (default), or the paper's test or train split")
     p.add_argument('--batch_size', type=int, default=64, help='batch size')
     p.add_argument('--workers', type=int, default=0, help='data loader worker processes')
@@ -197,9 +243,12 @@ def evaluate_cli(argv=None):
     "`chirploc evaluate`: Pearson r, MAE, RMSE per target and inference speed on a dataset folder."
     import json
     a = evaluate_parser().parse_args(argv)
-    try: report, _ = evaluate_localizer(a.model, a.data, split=a.split, batch_size=a.batch_size, workers=a.workers, device=a.device)
+    try: report, _ = evaluate_localizer(a.model, a.data, split=a.split, batch_size=a.batch_size, workers=a.workers,
+                                        device=a.device, refine_with_likelihood=a.refine)
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('evaluate', e)
-    print(json.dumps(report) if a.json else format_report(report))
+    if a.json: print(json.dumps(report)); return
+    print(format_report(report))
+    if 'refined' in report: print("\nrefined by the likelihood (05d_limit), the model's estimates as starts:\n" + format_report(report['refined']))
 
 def predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='chirploc predict', description="Describe the chirp in each spectrogram image or "
@@ -207,6 +256,8 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument('inputs', nargs='+', help='PNG files or folders of PNGs (ChirpLoc100K figures), or .npy spectrogram matrices')
     p.add_argument('--model', help='localizer folder (save_pretrained); default: the shipped default model')
     p.add_argument('--json', action='store_true', help='print JSON (one object per input)')
+    p.add_argument('--refine', action='store_true', help="refine each chirp by the likelihood from the model's estimate "
+                   "(05d_limit; about 10 to 20 spectrograms a second)")
     p.add_argument('--batch_size', type=int, default=64, help='batch size')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, ...')
     return p
@@ -222,8 +273,11 @@ def predict_cli(argv=None):
             if str(p).endswith('.npy'):
                 x = np.load(p, allow_pickle=False)
                 d = m.predict(x, batch_size=a.batch_size)
+                if a.refine: d = refine(d, x.reshape(-1, *x.shape[-2:]), 'array')  # the raw matrices: the generator's scale
                 d.insert(0, 'file', [p] if x.ndim == 2 else [f"{p}[{i}]" for i in range(len(d))])
-            else: d = m.predict(p, batch_size=a.batch_size)
+            else:
+                d = m.predict(p, batch_size=a.batch_size)
+                if a.refine: d = refine(d, [figure_to_matrix(it) for _, it in prediction_items(p)], 'figure')
             parts.append(d)
         df = pd.concat(parts, ignore_index=True)
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('predict', e)

@@ -24,8 +24,8 @@ from .model import CLASS_TARGETS
 # %% auto #0
 __all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'DETECTION_FILE', 'target_colors', 'target_label', 'run_marks',
            'fig_loss', 'fig_correlations', 'fig_inference', 'fig_error_histograms', 'fig_scatter', 'pick_examples',
-           'example_table', 'fig_examples', 'fig_error_by_duration', 'fig_sample_grid', 'markdown_table',
-           'make_figures']
+           'example_table', 'fig_examples', 'fig_error_by_duration', 'fig_error_by_noise', 'fig_sample_grid',
+           'markdown_table', 'make_figures']
 
 # %% ../nbs/06_figures.ipynb #06c006
 # what the paper reports (its Figs. 3 to 8; README, "The method, in facts"): reference marks only, never results of this code
@@ -223,24 +223,34 @@ def fig_examples(examples: pd.DataFrame, source, cfg: GeneratorConfig | None = N
     return fig
 
 # %% ../nbs/06_figures.ipynb #06c030
-def fig_error_by_duration(tables: dict, targets=DEFAULT_TARGETS, bins=(0, 2, 4, 7, 10, 15), label: str = ''):
-    "Median |error| per duration bin and target, one line per method ({'model': prediction table, 'ridge tracker': ...})."
+def _fig_median_error(tables: dict, by: str, bins, xlabel: str, title: str, targets=DEFAULT_TARGETS, label: str = ''):
+    "Median |error| per bin of column `by` and per target, one line per method ({name: prediction table}), log scale."
     plt = pyplot()
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.3), squeeze=False)
+    styles = ['o-', 's--', '^-.', 'v:', 'D-']
     for ax, t in zip(axes[0], targets):
         for k, (name, tab) in enumerate(tables.items()):
-            if f'err_{t}' not in tab or 'true_Chirp_Duration' not in tab: continue
-            d = pd.cut(tab.true_Chirp_Duration, bins)
-            med = tab[f'err_{t}'].abs().groupby(d, observed=False).median()
-            ax.plot([f'{iv.left:g}-{iv.right:g}' for iv in med.index], med.values, 'o-' if k == 0 else 's--', label=name)
-        ax.set(xlabel='chirp duration (s)', ylabel=f'median |error| ({TARGET_UNITS.get(t, "")})', title=TARGET_NAMES.get(t, t),
-               ylim=(0, None))
-        ax.legend(fontsize=8)
-    fig.suptitle('Error against chirp duration (test split)' + (f' — {label}' if label else ''), fontsize=10)
+            if f'err_{t}' not in tab or by not in tab: continue
+            med = tab[f'err_{t}'].abs().groupby(pd.cut(tab[by], bins), observed=False).median()
+            ax.plot([f'{iv.left:g}-{iv.right:g}' for iv in med.index], med.values, styles[k % len(styles)], label=name)
+        ax.set(xlabel=xlabel, ylabel=f'median |error| ({TARGET_UNITS.get(t, "")})', title=TARGET_NAMES.get(t, t), yscale='log')
+        ax.tick_params(axis='x', labelsize=7)
+        ax.legend(fontsize=7)
+    fig.suptitle(title + (f' — {label}' if label else ''), fontsize=10)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_figures.ipynb #06c033
+def fig_error_by_duration(tables: dict, targets=DEFAULT_TARGETS, bins=(0, 2, 4, 7, 10, 15), label: str = ''):
+    "Median |error| per chirp-duration bin and target, one line per method ({'model': prediction table, 'ridge tracker': ...})."
+    return _fig_median_error(tables, 'true_Chirp_Duration', bins, 'chirp duration (s)', 'Error against chirp duration (test split)',
+                             targets, label)
+
+def fig_error_by_noise(tables: dict, targets=DEFAULT_TARGETS, bins=(0.09, 0.13, 0.17, 0.21, 0.25, 0.3), label: str = ''):
+    "Median |error| per bin of each sample's noise level eta (`noise_level` column), one line per method."
+    return _fig_median_error(tables, 'noise_level', bins, 'noise level eta', 'Error against the noise level (test split)',
+                             targets, label)
+
+# %% ../nbs/06_figures.ipynb #06c035
 def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols: int = 4, label: str = ''):
     "The first `n` spectrograms of a dataset, each titled with its chirp."
     plt = pyplot()
@@ -261,8 +271,8 @@ def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols
     fig.suptitle('Samples' + (f' — {label}' if label else ''), fontsize=10); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_figures.ipynb #06c035
-FIGURE_FILES = ('fig3_train_loss.png', 'fig4_test_loss.png', 'fig5_pearson_r.png', 'fig6_inference.png',
+# %% ../nbs/06_figures.ipynb #06c037
+FIGURE_FILES = ('fig3_train_loss.png', 'fig4_test_loss.png', 'fig5_pearson_r.png', 'fig6_inference.png', 'error_by_noise.png',
                 'fig7_error_histograms.png', 'fig8_examples.png', 'fig8_examples.md', 'scatter_test.png', 'samples.png',
                 'error_by_duration.png')
 DETECTION_FILE = 'detection.png'  # also drawn when the model predicts Chirp_Present (05c_detection)
@@ -290,6 +300,8 @@ def make_figures(history: pd.DataFrame, tables: dict, source, out_dir, label: st
             'scatter_test.png': fig_scatter(tables['test'], label),
             'samples.png': fig_sample_grid(source, label=label),
             'error_by_duration.png': fig_error_by_duration({'model': tables['test'], **(baselines or {})}, label=label)}
+    if 'noise_level' in tables['test']:
+        figs['error_by_noise.png'] = fig_error_by_noise({'model': tables['test'], **(baselines or {})}, label=label)
     if f'pred_{PRESENCE}' in tables['test']:  # a detector: ROC and scores, with the baselines that detect too
         det = {'model': tables['test'], **{k: t for k, t in (baselines or {}).items() if f'pred_{PRESENCE}' in t}}
         figs[DETECTION_FILE] = fig_detection(det, thresholds, label=label)

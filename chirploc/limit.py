@@ -21,7 +21,7 @@ from scipy.ndimage import gaussian_filter1d
 from .baselines import RidgeTracker
 from .bins import BIN_COLUMNS, BinSpace, bins_from_labels, labels_from_bins, quantization_floor
 from .data import open_source
-from .evaluate import prediction_table, regression_report
+from .evaluate import prediction_table, regression_report, with_noise_levels
 from .generate import CHIRP_TYPES, LABEL_COLUMNS, GeneratorConfig, chirp_bins, ridge_points
 from .labels import split_indices, target_array
 
@@ -590,7 +590,7 @@ def evaluate_limit(data, split: str = 'test', limit: int | None = None, estimato
                   inference=dict(images=len(idx), seconds=seconds, images_per_s=len(idx) / seconds, device='cpu (1 process)'),
                   search=_search_counts(out, bins_from_labels(labels, est.cfg, clip=False)),
                   estimator=dict(kind=est.kind, treatment=est.treatment, evaluations_per_image=out.attrs['evaluations'] / len(idx)))
-    table = prediction_table(pred, true, list(targets), labels)
+    table = with_noise_levels(prediction_table(pred, true, list(targets), labels), src)
     for c in BIN_COLUMNS + ['objective', 'true_objective', 'loglik']:
         if c in out: table[c] = out[c].to_numpy()
     if 'eta' in out: table['pred_eta'] = out['eta'].to_numpy()            # the noise level the fit implies

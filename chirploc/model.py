@@ -28,7 +28,7 @@ from .labels import DEFAULT_TARGETS, LabelScaler, check_targets
 __all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'ModelOptions', 'LocalizerConfig', 'BackboneUnavailable',
            'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
            'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
-           'backbone_fingerprint']
+           'backbone_fingerprint', 'prediction_items']
 
 # %% ../nbs/03_model.ipynb #03c006
 PAPER_BACKBONE = 'google/vit-base-patch16-224'
@@ -491,8 +491,8 @@ def destandardize(self: ChirpLocalizer, z, logits: bool = True):
 def _natural_key(name: str):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', name)]
 
-def _prediction_items(inputs) -> list:
-    "(file name or None, item) pairs: item is a Path, a PIL image, a 2-D array or a (C, H, W) tensor."
+def prediction_items(inputs) -> list:
+    "(file name or None, item) pairs of what `predict` is given: item is a Path, a PIL image, a 2-D array or a (C, H, W) tensor."
     from PIL import Image
     if isinstance(inputs, (str, os.PathLike)):
         p = Path(inputs)
@@ -512,7 +512,7 @@ def _prediction_items(inputs) -> list:
             return [(None, inputs)]  # a matrix, or a figure's pixels
         if inputs.ndim == 3: return [(None, a) for a in inputs]
         raise ValueError(f"an array input must be a spectrogram (F, T) or a stack (B, F, T), got shape {inputs.shape}")
-    if isinstance(inputs, (list, tuple)): return [it for x in inputs for it in _prediction_items(x)]
+    if isinstance(inputs, (list, tuple)): return [it for x in inputs for it in prediction_items(x)]
     raise TypeError(f"cannot predict from a {type(inputs).__name__}: give a PNG path or folder, a PIL image, "
                     "a NumPy matrix (F, T) or a tensor (B, C, H, W)")
 
@@ -528,7 +528,7 @@ def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, pro
             threshold: float | None = None) -> pd.DataFrame:
     "Chirp parameters in physical units (one column per target; `file` for file inputs) for `inputs` (see above)."
     from tqdm.auto import tqdm
-    items = _prediction_items(inputs)
+    items = prediction_items(inputs)
     device = torch.device(device) if device is not None else next(self.parameters()).device
     self.eval()
     out = []

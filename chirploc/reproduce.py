@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, fields
@@ -25,7 +26,9 @@ from .detection import choose_threshold, detection_scores
 from .evaluate import evaluate_localizer
 from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
 from .generate import PRESENCE, GeneratorConfig, write_dataset
-from .labels import DEFAULT_TARGETS, TARGET_UNITS
+from .bins import quantization_floor
+from .evaluate import prediction_table, regression_report, with_noise_levels
+from .labels import DEFAULT_TARGETS, TARGET_UNITS, split_indices, target_array
 from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ModelOptions
 from .inputs import InputFormat
 from .train import TrainConfig, pick_device, train, training_finished
@@ -33,10 +36,10 @@ from .train import TrainConfig, pick_device, train, training_finished
 # %% auto #0
 __all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'TOLERANCES', 'RELATIVE',
            'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone',
-           'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'detection_thresholds', 'check_on_figures',
-           'data_fingerprint', 'read_run', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results',
-           'provenance', 'same_machine', 'compare_results', 'results_table', 'update_readme', 'reproduce_parser',
-           'reproduce_cli', 'compare_cli', 'results_cli']
+           'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'refined_report', 'detection_thresholds',
+           'check_on_figures', 'data_fingerprint', 'read_run', 'build_results', 'check_results', 'run_label',
+           'reproduce', 'write_results', 'provenance', 'same_machine', 'compare_results', 'results_table',
+           'update_readme', 'reproduce_parser', 'reproduce_cli', 'compare_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
@@ -72,7 +75,9 @@ class ReproConfig(TrainConfig, ModelOptions):
     cache: bool = option(False, 'decode PNG inputs once into a cache')
     eval_train: int | None = option(None, 'evaluate at most this many train samples for Fig. 7 (default: all)')
     n_figure_check: int = option(0, 'also evaluate on this many fresh ChirpLoc100K figures (seed + 1)')
-    baselines: bool = option(True, 'run the ridge tracker (05b_baselines) on the same test split')
+    baselines: bool = option(True, 'run the ridge tracker, the maximum-likelihood limit and the quantization floor on the same test split')
+    limit_n: int | None = option(None, 'the limit (about 20 arrays or 10 figures a second) on the first N test samples only (default: all)')
+    refine: bool = option(False, "also refine the model's estimates by the likelihood, on the limit's samples (reported apart)")
     p_empty: float = option(0.0, "share of chirp-free samples in the data (detection); 0: the paper's data")
     max_false_alarm: float = option(0.05, "a detector's operating point: chosen on the train split for at most this rate")
     out_dir: str | None = option(None, 'figures and results.json (default: figures/PRESET)')
@@ -170,12 +175,33 @@ def evaluate_model(cfg: ReproConfig, model, data) -> tuple[dict, dict]:
     return report, tables
 
 def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
-    "The baselines on the test split: ({name: report}, {name: prediction table}), the tables saved beside the model's."
+    "The references on the test split: ({name: report}, {name: prediction table}): the ridge tracker, the maximum-likelihood"
+    "limit (on the first `limit_n` test samples) and the quantization floor; the tables saved beside the model's."
     if not cfg.baselines: return {}, {}
-    report, table = evaluate_tracker(data, 'test')
-    out = Path(cfg.work_dir) / 'eval'; out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / 'predictions_test_ridge_tracker.csv', index=False)
-    return {'ridge_tracker': report}, {'ridge tracker': table}
+    from chirploc.limit import LIMIT_TARGETS, evaluate_limit
+    src, out = open_source(data), Path(cfg.work_dir) / 'eval'
+    out.mkdir(parents=True, exist_ok=True)
+    reports, tables = {}, {}
+    reports['ridge_tracker'], tables['ridge tracker'] = evaluate_tracker(src, 'test')
+    reports['limit'], tables['limit'] = evaluate_limit(src, 'test', cfg.limit_n, progress=cfg.progress)
+    labels = src.labels.iloc[split_indices(len(src), 'test')]
+    targets = [t for t in LIMIT_TARGETS if t in labels]
+    chirp = labels[PRESENCE].astype(bool).to_numpy() if PRESENCE in labels else np.ones(len(labels), bool)
+    floor = target_array(quantization_floor(labels[chirp], src.cfg), targets)  # a chirp-free sample has no bins
+    true = target_array(labels[chirp], targets)
+    reports['floor'] = dict(targets=regression_report(floor, true, targets))
+    tables['quantization floor'] = with_noise_levels(prediction_table(floor, true, targets, labels[chirp]), src)
+    for name, t in tables.items(): t.to_csv(out / f"predictions_test_{name.replace(' ', '_')}.csv", index=False)
+    return reports, tables
+
+def refined_report(cfg: ReproConfig, model, data) -> dict | None:
+    "The model alone and refined by the likelihood, on the limit's test samples: accuracy and img/s of both."
+    if not cfg.refine: return None
+    report, table = evaluate_localizer(model, data, 'test', limit=cfg.limit_n, device=cfg.device, cache=cfg.cache or None,
+                                       refine_with_likelihood=True, progress=cfg.progress)
+    table.to_csv(Path(cfg.work_dir) / 'eval' / 'predictions_test_refined.csv', index=False)
+    return dict(n=report['inference']['images'], model=dict(targets=report['targets'], inference=report['inference']),
+                refined=report['refined'])
 
 def detection_thresholds(reports: dict) -> dict:
     "The operating point of each method that detects ({figure name: threshold}; 'model' first), for the detection figure."
@@ -209,7 +235,8 @@ def read_run(cfg: ReproConfig) -> dict:
     return json.loads((Path(cfg.work_dir) / 'train' / 'data.json').read_text())
 
 def build_results(cfg: ReproConfig, backbone: str, model, history: pd.DataFrame, report: dict,
-                  commit: str | None, figure_check: dict | None = None, files=(), baselines: dict | None = None) -> dict:
+                  commit: str | None, figure_check: dict | None = None, files=(), baselines: dict | None = None,
+                  refined: dict | None = None) -> dict:
     "The run's `results.json` content."
     run = read_run(cfg)
     marks = run_marks(history, cfg.patience, cfg.epochs)
@@ -224,7 +251,8 @@ def build_results(cfg: ReproConfig, backbone: str, model, history: pd.DataFrame,
                 command=reproduce_command(cfg), world_size=int(run.get('world_size', 1)),
                 data_sha256=data_fingerprint(Path(cfg.work_dir) / 'data'),
                 early_stop=marks['early_stop'], best_test_loss=float(best.test_loss),
-                history=history.to_dict(orient='list'), figure_check=figure_check, baselines=baselines or {}, config=cfg.to_dict(),
+                history=history.to_dict(orient='list'), figure_check=figure_check, baselines=baselines or {}, refined=refined,
+                config=cfg.to_dict(),
                 figures=sorted(str(f) for f in files), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
 
 def check_results(results: dict, out_dir=None) -> dict:
@@ -261,13 +289,14 @@ def reproduce(cfg: ReproConfig | None = None, stage: str = 'all', **overrides) -
     if stage == 'train': return None
     report, tables = evaluate_model(cfg, model, data)
     base_reports, base_tables = run_baselines(cfg, data)
+    refined = refined_report(cfg, model, data)
     fig_check = check_on_figures(cfg, model)
     run = read_run(cfg)
     label = run_label(cfg, describe_backbone(backbone, model), run['n_train'], run['n_test'], report['inference']['device'])
     files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
                          n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds({'model': report, **base_reports}),
                          provenance=provenance(cfg, commit))
-    results = build_results(cfg, backbone, model, history, report, commit, fig_check, files, base_reports)
+    results = build_results(cfg, backbone, model, history, report, commit, fig_check, files, base_reports, refined)
     write_results(results, cfg.out_dir)
     return results
 
@@ -335,60 +364,92 @@ def _paper_column() -> dict:
     c['r on fresh ChirpLoc100K figures'] = ''
     return c
 
-def _run_column(r: dict) -> dict:
-    inf = r['inference']
-    c = {'backbone': r['backbone'], 'data (train / test)': f"{r['n_train']:,} / {r['n_test']:,} "
-         + ('figures' if r.get('config', {}).get('data_format') == 'png' else 'matrices'),
-         'device': r.get('device_name') or r['device'], 'epochs run (best)': f"{r['epochs_run']} ({r['best_epoch']})",
-         'training time': f"{r['train_seconds'] / 60:.1f} min",
-         'test loss (standardized)': (f"{r['best_test_loss']:.4f} (best" + ('; MSE + class BCEs)' if any('accuracy' in m for m in
-                                      r['targets'].values()) else ')')) if 'best_test_loss' in r else ''}
-    for t in DEFAULT_TARGETS:
-        m = r['targets'].get(t)
-        c[f'r {_NAMES[t]}'] = f"{m['pearson_r']:.3f}" if m else ''
-        c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}" if m else ''
-    for t, m in r['targets'].items():  # targets beyond the paper's
-        if 'roc_auc' in m: c.update(_detection_rows(m))
-        elif 'accuracy' in m: c[f'accuracy {_NAMES.get(t, t)}'] = f"{m['accuracy']:.3f}"
-        elif t not in DEFAULT_TARGETS:
-            c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
-            if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
-    c['inference'] = f"{inf['seconds']:.1f} s per {inf['images']:,} ({inf['images_per_s']:.0f} img/s)"
-    fc = r.get('figure_check')
-    c['r on fresh ChirpLoc100K figures'] = (' / '.join(f"{fc['targets'][t]['pearson_r']:.3f}" for t in DEFAULT_TARGETS
-                                                       if t in fc['targets']) + f" (n={fc['n']})") if fc else ''
+def _stat(values, fmt: str) -> str:
+    "One number, or the mean ± standard deviation of several (one per seed)."
+    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not v: return ''
+    return format(v[0], fmt) if len(v) == 1 else f"{format(np.mean(v), fmt)} ± {format(np.std(v, ddof=1), fmt)}"
+
+def _metric_rows(reports: list, prefix: str = '') -> dict:
+    "Rows per target of several reports of the same targets: r and MAE, accuracy, detection; mean ± sd over the reports."
+    c = {}
+    for t in reports[0]['targets']:
+        ms = [r['targets'].get(t) or {} for r in reports]
+        if 'roc_auc' in ms[0]:
+            c[f'{prefix}ROC AUC chirp present'] = _stat([m['roc_auc'] for m in ms], '.3f')
+            c[f'{prefix}false alarms / detected (operating point)'] = (
+                f"{_stat([m['false_alarm_rate'] for m in ms], '.3f')} / {_stat([m['detection_rate'] for m in ms], '.3f')} "
+                f"(at {_stat([m['threshold'] for m in ms], '.3g')}; {ms[0]['n_empty']:,} chirp-free)")
+        elif 'accuracy' in ms[0]: c[f'{prefix}accuracy {_NAMES.get(t, t)}'] = _stat([m['accuracy'] for m in ms], '.3f')
+        else:
+            c[f'{prefix}r {_NAMES.get(t, t)}'] = _stat([m['pearson_r'] for m in ms], '.3f')
+            if t in _UNITS: c[f'{prefix}MAE {_NAMES[t]} ({_UNITS[t]})'] = _stat([m['mae'] for m in ms], '.2f')
     return c
 
-def _detection_rows(m: dict) -> dict:
-    f = lambda v: '' if v is None else f"{v:.3f}"
-    return {'ROC AUC chirp present': f(m['roc_auc']),
-            'false alarms / detected (operating point)': f"{f(m['false_alarm_rate'])} / {f(m['detection_rate'])} "
-                                                          f"(at {m['threshold']:.3g}; {m['n_empty']:,} chirp-free)"}
-
-def _baseline_column(b: dict) -> dict:
-    c = {'backbone': 'none (no learning)', 'training time': 'none'}
-    for t, m in b['targets'].items():
-        if 'roc_auc' in m: c.update(_detection_rows(m)); continue
-        if 'accuracy' in m: c[f'accuracy {_NAMES.get(t, t)}'] = f"{m['accuracy']:.3f}"; continue
-        c[f'r {_NAMES.get(t, t)}'] = f"{m['pearson_r']:.3f}"
-        if t in _UNITS: c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = f"{m['mae']:.2f}"
-    inf = b['inference']
-    c['inference'] = f"{inf['seconds']:.1f} s per {inf['images']:,} ({inf['images_per_s']:.0f} img/s, {inf['device']})"
+def _run_column(runs: list) -> dict:
+    "A column of the results table for one run, or for runs of one recipe with different seeds (mean ± sd)."
+    r0 = runs[0]
+    per = lambda key: [r.get(key) for r in runs]
+    c = {'backbone': r0['backbone'], 'data (train / test)': f"{r0['n_train']:,} / {r0['n_test']:,} "
+         + ('figures' if r0.get('config', {}).get('data_format') == 'png' else 'matrices'),
+         'device': r0.get('device_name') or r0['device'],
+         'epochs run (best)': ', '.join(sorted({f"{r['epochs_run']} ({r['best_epoch']})" for r in runs})),
+         'training time': _stat([r['train_seconds'] / 60 for r in runs], '.1f') + ' min',
+         'test loss (standardized)': (_stat(per('best_test_loss'), '.4f') + (' (best; with class BCEs)' if any(
+             'accuracy' in m for m in r0['targets'].values()) else ' (best)')) if 'best_test_loss' in r0 else ''}
+    c.update(_metric_rows(runs))
+    c['inference'] = (f"{_stat([r['inference']['images_per_s'] for r in runs], '.0f')} img/s "
+                      f"({r0['inference']['images']:,} images, the model alone)")
+    fcs = [r['figure_check'] for r in runs if r.get('figure_check')]
+    if fcs:
+        c['r on fresh ChirpLoc100K figures'] = (' / '.join(_stat([fc['targets'][t]['pearson_r'] for fc in fcs], '.3f')
+                                                           for t in DEFAULT_TARGETS if t in fcs[0]['targets']) + f" (n={fcs[0]['n']})")
+        c['MAE on fresh figures'] = ' / '.join(_stat([fc['targets'][t]['mae'] for fc in fcs], '.2f')
+                                              for t in DEFAULT_TARGETS if t in fcs[0]['targets'])
+    refs = [r['refined'] for r in runs if r.get('refined')]
+    if refs:
+        c.update(_metric_rows([x['refined'] for x in refs], prefix='refined: '))
+        c['refined: inference'] = (f"{_stat([x['refined']['inference']['images_per_s'] for x in refs], '.0f')} img/s "
+                                   f"({refs[0]['n']:,} test images; the model alone on them: "
+                                   f"{_stat([x['model']['inference']['images_per_s'] for x in refs], '.0f')} img/s)")
+    if len(runs) > 1: c['seeds'] = ', '.join(str(r['seed']) for r in runs)
     return c
+
+_REFERENCES = {'ridge_tracker': ('ridge tracker', 'none (no learning)'),
+               'limit': ('limit: maximum likelihood', 'none (the generator\'s likelihood, searched)'),
+               'floor': ('quantization floor', 'none (every bin known)')}
+
+def _baseline_column(b: dict, name: str) -> dict:
+    c = {'backbone': _REFERENCES.get(name, (name, 'none'))[1], 'training time': 'none'}
+    c.update(_metric_rows([b]))
+    inf = b.get('inference')
+    if inf:
+        c['data (train / test)'] = f"- / {inf['images']:,}"
+        c['inference'] = f"{inf['images_per_s']:.0f} img/s ({inf['images']:,} images, {inf['device']})"
+    return c
+
+def _recipe(r: dict) -> str:
+    "What makes runs the same recipe (their results are shown as one column): everything but the seed and the folders."
+    cfg = {k: v for k, v in (r.get('config') or {}).items() if k not in ('seed', 'out_dir', 'work_dir', 'progress', 'device', 'workers')}
+    return json.dumps([r['preset'], r.get('backbone_requested'), cfg], sort_keys=True, default=str)
 
 def results_table(results) -> pd.DataFrame:
-    "The paper's column beside one column per run (dicts or results.json paths)."
+    "The paper's column beside one column per recipe (runs that differ only by seed: mean ± sd), dicts or results.json paths."
     runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
-    cols = {'paper (reported)': _paper_column()}
-    seen = set()
-    for r in runs:
-        name = r.get('backbone_requested') or r['backbone'].split(' (')[0]
-        cols[f"{r['preset']}: {name} (seed {r['seed']}, {r.get('git_commit') and r['git_commit'][:7]})"] = _run_column(r)
-        for name, b in (r.get('baselines') or {}).items():
-            key = (name, json.dumps(b['targets'], sort_keys=True))
-            if key in seen: continue  # the same baseline with the same results (the same test split): shown once
-            seen.add(key)
-            cols[f"{name.replace('_', ' ')} ({r['preset']} test split)"] = _baseline_column(b)
+    groups = {}
+    for r in runs: groups.setdefault(_recipe(r), []).append(r)
+    cols, seen = {'paper (reported)': _paper_column()}, set()
+    for group in groups.values():
+        r0 = group[0]
+        name = r0.get('backbone_requested') or r0['backbone'].split(' (')[0]
+        commits = ', '.join(dict.fromkeys((r.get('git_commit') or '')[:7] for r in group))
+        seeds = f"seed {r0['seed']}" if len(group) == 1 else f"{len(group)} seeds"
+        cols[f"{r0['preset']}: {name} ({seeds}, {commits})"] = _run_column(group)
+        for key, b in (r0.get('baselines') or {}).items():
+            sig = (key, json.dumps(b['targets'], sort_keys=True))
+            if sig in seen: continue  # the same reference with the same results (the same test split): shown once
+            seen.add(sig)
+            cols[f"{_REFERENCES.get(key, (key.replace('_', ' '),))[0]} ({r0['preset']} test split)"] = _baseline_column(b, key)
     df = pd.DataFrame(cols).fillna('')
     df.index.name = ''
     return df

@@ -59,7 +59,7 @@ def test_every_figure_and_results(tiny_run):
 def test_results_table_from_files(tiny_run):
     _, out, _ = tiny_run
     tab = results_table([out / 'results.json'])  # a path reads as the dict it holds (07_reproduce checks the columns)
-    assert tab.equals(results_table([json.loads((out / 'results.json').read_text())])) and len(tab.columns) == 3
+    assert tab.equals(results_table([json.loads((out / 'results.json').read_text())])) and len(tab.columns) == 5  # + tracker, limit, floor
     p = subprocess.run([sys.executable, '-m', 'chirploc.cli', 'results', str(out / 'results.json')],
                        capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr
