@@ -24,8 +24,8 @@ from .model import CLASS_TARGETS
 # %% auto #0
 __all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'DETECTION_FILE', 'target_colors', 'target_label', 'run_marks',
            'fig_loss', 'fig_correlations', 'fig_inference', 'fig_error_histograms', 'fig_scatter', 'pick_examples',
-           'example_table', 'fig_examples', 'fig_error_by_duration', 'fig_error_by_noise', 'fig_sample_grid',
-           'markdown_table', 'make_figures']
+           'example_table', 'fig_examples', 'fig_error_by_duration', 'fig_error_by_noise', 'fig_seed_spread',
+           'fig_sample_grid', 'markdown_table', 'make_figures']
 
 # %% ../nbs/06_figures.ipynb #06c006
 # what the paper reports (its Figs. 3 to 8; README, "The method, in facts"): reference marks only, never results of this code
@@ -249,6 +249,42 @@ def fig_error_by_noise(tables: dict, targets=DEFAULT_TARGETS, bins=(0.09, 0.13, 
     "Median |error| per bin of each sample's noise level eta (`noise_level` column), one line per method."
     return _fig_median_error(tables, 'noise_level', bins, 'noise level eta', 'Error against the noise level (test split)',
                              targets, label)
+
+# %% ../nbs/06_figures.ipynb #19c19e44
+_SPREAD_REFS = (('ridge_tracker', 'ridge tracker', dict(color='C3', marker='v')), ('limit', 'limit (maximum likelihood)', dict(color='C2', marker='^')))
+
+def fig_seed_spread(groups: dict, targets=DEFAULT_TARGETS, label: str = ''):
+    "Pearson r and MAE per target for runs grouped by recipe ({name: [results dicts]}): a dot per seed, the mean as a bar, the references beside."
+    plt = pyplot()
+    names = list(groups)
+    fig, axes = plt.subplots(2, len(targets), figsize=(3.6 * len(targets), 2.2 + 0.45 * len(names) + 3.6), squeeze=False)
+    for j, t in enumerate(targets):
+        for i, metric in enumerate(('pearson_r', 'mae')):
+            ax, seen = axes[i, j], set()
+            for x, name in enumerate(names):
+                vals = [r['targets'][t][metric] for r in groups[name] if t in r['targets']]
+                if not vals: continue
+                ax.scatter(x + np.linspace(-0.12, 0.12, len(vals)), vals, color='C0', s=20, zorder=3,
+                           label=None if 'runs' in seen else 'one seed')
+                ax.hlines(np.mean(vals), x - 0.22, x + 0.22, color='C0', lw=2, label=None if 'runs' in seen else 'mean')
+                seen.add('runs')
+                for key, what, style in _SPREAD_REFS:
+                    b = (groups[name][0].get('baselines') or {}).get(key)
+                    if b and t in b['targets']:
+                        ax.scatter([x + 0.34], [b['targets'][t][metric]], s=28, zorder=3, **style, label=None if key in seen else what)
+                        seen.add(key)
+            if metric == 'pearson_r' and t in PAPER['best_r']: ax.axhline(PAPER['best_r'][t], **PAPER_STYLE, label='paper (best epoch)')
+            ax.set_xticks(range(len(names)), names if i == 1 else [''] * len(names), rotation=30, ha='right', fontsize=8)
+            ax.set_xlim(-0.5, len(names) - 0.4)
+            ax.set_title(target_label(t) if i == 0 else '', fontsize=10)
+            ax.set_ylabel('Pearson r' if metric == 'pearson_r' else f"MAE ({TARGET_UNITS.get(t, '')})")
+            ax.grid(alpha=0.3)
+    for ax in axes[1]: ax.set_yscale('log')                     # the tracker and the limit are a decade apart
+    axes[0, 0].legend(fontsize=7, loc='best')
+    fig.suptitle(_title('Spread over seeds: each recipe\'s runs, the ridge tracker and the limit', label), fontsize=11)
+    fig.tight_layout()
+    return fig
+
 
 # %% ../nbs/06_figures.ipynb #06c035
 def fig_sample_grid(source, n: int = 8, cfg: GeneratorConfig | None = None, cols: int = 4, label: str = ''):

@@ -172,7 +172,7 @@ def localizer_outputs(model, out: dict) -> torch.Tensor:
         if t == 'Chirp_Type': cols.append(out['type'].float())
         elif t == PRESENCE: cols.append(out['present'].float())
         else:
-            v = torch.as_tensor(lab[t].to_numpy(), dtype=torch.float32, device=out['start'].device)
+            v = torch.tensor(lab[t].to_numpy(), dtype=torch.float32, device=out['start'].device)  # a copy: pandas' arrays are read-only
             cols.append((v - model.scaler.mean[j]) / model.scaler.std[j])
     return torch.stack(cols, 1)
 

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,11 @@ import torch
 
 import chirploc
 from .baselines import evaluate_tracker
-from .core import add_options, atomic_write, coerce_option, device_name, git_commit, hub_reachable, option, versions
+from .core import add_options, atomic_write, coerce_option, device_name, git_commit, hub_reachable, option, save_figure, versions
 from .data import open_source
 from .detection import choose_threshold, detection_scores
 from .evaluate import evaluate_localizer
-from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, make_figures, markdown_table, run_marks
+from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, fig_seed_spread, make_figures, markdown_table, run_marks
 from .generate import PRESENCE, GeneratorConfig, write_dataset
 from .bins import quantization_floor
 from .evaluate import prediction_table, regression_report, with_noise_levels
@@ -38,8 +38,8 @@ __all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_
            'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone',
            'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'refined_report', 'detection_thresholds',
            'check_on_figures', 'data_fingerprint', 'read_run', 'build_results', 'check_results', 'run_label',
-           'reproduce', 'write_results', 'provenance', 'same_machine', 'compare_results', 'results_table',
-           'update_readme', 'reproduce_parser', 'reproduce_cli', 'compare_cli', 'results_cli']
+           'reproduce', 'write_results', 'provenance', 'same_machine', 'compare_results', 'recipe_groups',
+           'results_table', 'update_readme', 'reproduce_parser', 'reproduce_cli', 'compare_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
@@ -434,18 +434,35 @@ def _baseline_column(b: dict, name: str) -> dict:
         c['inference'] = f"{inf['images_per_s']:.0f} img/s ({inf['images']:,} images, {inf['device']})"
     return c
 
+# settings that change how a run is evaluated or where it is written, not what it trains or how
+_NOT_RECIPE = ('seed', 'out_dir', 'work_dir', 'progress', 'device', 'workers', 'limit_n', 'refine', 'baselines', 'eval_train',
+               'eval_batch_size', 'time_limit', 'compile')
+
 def _recipe(r: dict) -> str:
-    "What makes runs the same recipe (their results are shown as one column): everything but the seed and the folders."
-    cfg = {k: v for k, v in (r.get('config') or {}).items() if k not in ('seed', 'out_dir', 'work_dir', 'progress', 'device', 'workers')}
+    "What makes runs the same recipe (their results are shown as one column): the preset's settings with the run's applied,"
+    "less the seed, the folders and what only changes the evaluation (settings a run records none of take the preset's value)."
+    stored = r.get('config') or {}
+    try: cfg = asdict(reproduce_config(r['preset'], **{k: v for k, v in stored.items() if k in OPTION_NAMES and k != 'preset'}))
+    except (ValueError, TypeError, KeyError): cfg = dict(stored)   # a preset this version no longer has
+    cfg = {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
     return json.dumps([r['preset'], r.get('backbone_requested'), cfg], sort_keys=True, default=str)
 
-def results_table(results) -> pd.DataFrame:
-    "The paper's column beside one column per recipe (runs that differ only by seed: mean ± sd), dicts or results.json paths."
+def recipe_groups(results) -> dict:
+    "Runs (dicts or results.json paths) grouped by recipe: {'preset: backbone': [runs]}, in the order given."
     runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
     groups = {}
     for r in runs: groups.setdefault(_recipe(r), []).append(r)
+    names = {}
+    for g in groups.values():
+        name = f"{g[0]['preset']}: {g[0].get('backbone_requested') or g[0]['backbone'].split(' (')[0]}"
+        while name in names: name += "'"
+        names[name] = g
+    return names
+
+def results_table(results) -> pd.DataFrame:
+    "The paper's column beside one column per recipe (runs that differ only by seed: mean ± sd), dicts or results.json paths."
     cols, seen = {'paper (reported)': _paper_column()}, set()
-    for group in groups.values():
+    for group in recipe_groups(results).values():
         r0 = group[0]
         name = r0.get('backbone_requested') or r0['backbone'].split(' (')[0]
         commits = ', '.join(dict.fromkeys((r.get('git_commit') or '')[:7] for r in group))
@@ -515,8 +532,14 @@ def results_cli(argv=None):
                                 "beside each run's results.json.")
     p.add_argument('results', nargs='+', help='results.json files')
     p.add_argument('--readme', help='write the table between the <!-- results --> markers of this file instead of printing it')
+    p.add_argument('--figure', help="also draw the runs' spread over seeds (fig_seed_spread) into this PNG")
     a = p.parse_args(argv)
     try: md = markdown_table(results_table(a.results).reset_index())
     except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc results: {e}")
     if a.readme is None: print(md, end='')
     else: print(f"{a.readme}: table {'updated' if update_readme(a.readme, md) else 'unchanged'}")
+    if a.figure:
+        save_figure(fig_seed_spread(recipe_groups(a.results)), a.figure, dict(
+            command='chirploc results ' + ' '.join(map(str, a.results)) + f' --figure {a.figure}', commit=git_commit(),
+            results=', '.join(map(str, a.results))), dpi=110)
+        print(f"wrote {a.figure}")
