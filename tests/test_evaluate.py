@@ -28,8 +28,9 @@ def test_evaluate_json_contract(figs):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert list(out) == ['targets', 'inference', 'loading']
-    assert list(out['targets']) == TARGETS
-    for m in out['targets'].values():
+    assert list(out['targets']) == TARGETS + ['Chirp_Duration', 'Chirp_Type', 'Chirp_Present']  # the default model: every target
+    assert set(out['targets']['Chirp_Type']) == {'accuracy'} and 'detection_rate' in out['targets']['Chirp_Present']
+    for m in (out['targets'][t] for t in TARGETS + ['Chirp_Duration']):
         assert set(m) == {'pearson_r', 'mae', 'rmse', 'median_ae', 'p95_ae'} and all(np.isfinite(v) for v in m.values())
         assert m['mae'] <= m['rmse']
     assert set(out['inference']) == {'images', 'seconds', 'images_per_s', 'device'}
@@ -100,3 +101,19 @@ def test_full_localizer_type_and_duration(tmp_path):
     row = json.loads(p.stdout)
     assert row['Chirp_Type'] in ('linear', 'exponential') and 0 <= row['Chirp_Type_prob'] <= 1
     assert 'with probability' in row['description'] and 'lasting' in row['description']
+
+
+def test_default_model_says_no_chirp_on_noise(tmp_path):
+    "The shipped model is a detector: on a chirp-free ChirpLoc100K figure it says so; on a chirp it gives duration and type."
+    import pandas as pd
+    from chirploc.generate import GeneratorConfig
+    folder = write_dataset(tmp_path / 'mixed', 4, seed=1, format='png', cfg=GeneratorConfig(p_empty=0.5), workers=1, progress=False)
+    assert pd.read_csv(folder / 'labels.csv').Chirp_Present.tolist() == [1, 0, 0, 1]  # the README's quick-start example
+    p = run('predict', str(folder / 'spectrogram_1.png'), str(folder / 'spectrogram_3.png'), str(folder / 'spectrogram_4.png'))
+    assert p.returncode == 0, p.stderr
+    first, noise, last = p.stdout.strip().splitlines()
+    assert noise.startswith('spectrogram_3.png: No chirp (probability of a chirp'), noise
+    for line in (first, last):
+        assert 'chirp starting at' in line and 'lasting' in line and 'with probability' in line, line
+    row = json.loads(run('predict', str(folder / 'spectrogram_3.png'), '--json').stdout)
+    assert row['Chirp_Present'] is False or row['Chirp_Present'] in (0, False), row
