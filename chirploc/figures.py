@@ -250,7 +250,7 @@ def fig_error_by_noise(tables: dict, targets=DEFAULT_TARGETS, bins=(0.09, 0.13, 
     return _fig_median_error(tables, 'noise_level', bins, 'noise level eta', 'Error against the noise level (test split)',
                              targets, label)
 
-# %% ../nbs/06_figures.ipynb #19c19e44
+# %% ../nbs/06_figures.ipynb #fb58ffea
 _SPREAD_REFS = (('ridge_tracker', 'ridge tracker', dict(color='C3', marker='v')), ('limit', 'limit (maximum likelihood)', dict(color='C2', marker='^')))
 
 def fig_seed_spread(groups: dict, targets=DEFAULT_TARGETS, label: str = ''):
