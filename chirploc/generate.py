@@ -23,8 +23,8 @@ from .core import Config, atomic_path, atomic_write
 __all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'GeneratorConfig',
            'empty_spectrograms', 'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps',
            'chirp_bins', 'ridge_points', 'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'noise_levels',
-           'generate_batch', 'png_bytes', 'FigureRenderer', 'figure_pixels', 'figure_renderer', 'labels_csv_lines',
-           'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser', 'generate_cli']
+           'generate_batch', 'png_bytes', 'FigureRenderer', 'figure_pixels', 'per_config', 'figure_renderer',
+           'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser', 'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -292,13 +292,17 @@ def figure_pixels(figure, size: int = 224) -> np.ndarray:
     if rgb.size != (size, size): rgb = rgb.resize((size, size))  # PIL's default filter, as the paper
     return np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))
 
+def per_config(cache: dict, make, cfg: GeneratorConfig | None = None):
+    "This process's `make(cfg)` for generator config `cfg`, made once and kept in `cache` (for objects costly to set up)."
+    cfg = cfg or GeneratorConfig()
+    key = json.dumps(cfg.to_dict(), sort_keys=True)
+    if key not in cache: cache[key] = make(cfg)
+    return cache[key]
+
 _RENDERERS = {}
 def figure_renderer(cfg: GeneratorConfig | None = None) -> FigureRenderer:
     "This process's FigureRenderer for `cfg`, made once (setting up a matplotlib figure costs more than drawing one)."
-    cfg = cfg or GeneratorConfig()
-    key = json.dumps(cfg.to_dict(), sort_keys=True)
-    if key not in _RENDERERS: _RENDERERS[key] = FigureRenderer(cfg)
-    return _RENDERERS[key]
+    return per_config(_RENDERERS, FigureRenderer, cfg)
 
 # %% ../nbs/01_generate.ipynb #01c037
 def _fmt(x) -> str: return '' if x != x else repr(float(x))  # NaN (a chirp-free sample): an empty field

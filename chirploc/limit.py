@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from .baselines import RidgeTracker
 from .bins import BIN_COLUMNS, BinSpace, bins_from_labels, labels_from_bins, quantization_floor
 from .data import open_source
 from .evaluate import prediction_table, regression_report, with_noise_levels
-from .generate import CHIRP_TYPES, LABEL_COLUMNS, GeneratorConfig, chirp_bins, ridge_points
+from .generate import CHIRP_TYPES, LABEL_COLUMNS, GeneratorConfig, chirp_bins, per_config, ridge_points
 from .labels import split_indices, target_array
 
 # %% auto #0
@@ -126,10 +125,7 @@ _SHAPES = {}
 
 def ridge_shapes(cfg: GeneratorConfig | None = None) -> RidgeShapes:
     "The table of rendered shapes of generator config `cfg`, one per process (it grows as the searches need shapes)."
-    cfg = cfg or GeneratorConfig()
-    key = json.dumps(cfg.to_dict(), sort_keys=True)
-    if key not in _SHAPES: _SHAPES[key] = RidgeShapes(cfg)
-    return _SHAPES[key]
+    return per_config(_SHAPES, RidgeShapes, cfg)
 
 # %% ../nbs/05d_limit.ipynb #05dc012
 class _Images:

@@ -462,12 +462,11 @@ def recipe_groups(results) -> dict:
 def results_table(results) -> pd.DataFrame:
     "The paper's column beside one column per recipe (runs that differ only by seed: mean ± sd), dicts or results.json paths."
     cols, seen = {'paper (reported)': _paper_column()}, set()
-    for group in recipe_groups(results).values():
+    for name, group in recipe_groups(results).items():
         r0 = group[0]
-        name = r0.get('backbone_requested') or r0['backbone'].split(' (')[0]
         commits = ', '.join(dict.fromkeys((r.get('git_commit') or '')[:7] for r in group))
         seeds = f"seed {r0['seed']}" if len(group) == 1 else f"{len(group)} seeds"
-        cols[f"{r0['preset']}: {name} ({seeds}, {commits})"] = _run_column(group)
+        cols[f"{name} ({seeds}, {commits})"] = _run_column(group)
         for key, b in (r0.get('baselines') or {}).items():
             sig = (key, json.dumps(b['targets'], sort_keys=True))
             if sig in seen: continue  # the same reference with the same results (the same test split): shown once
@@ -534,12 +533,14 @@ def results_cli(argv=None):
     p.add_argument('--readme', help='write the table between the <!-- results --> markers of this file instead of printing it')
     p.add_argument('--figure', help="also draw the runs' spread over seeds (fig_seed_spread) into this PNG")
     a = p.parse_args(argv)
-    try: md = markdown_table(results_table(a.results).reset_index())
+    try:
+        runs = [json.loads(Path(r).read_text()) for r in a.results]  # read once: the table and the figure group the same runs
+        md = markdown_table(results_table(runs).reset_index())
     except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc results: {e}")
     if a.readme is None: print(md, end='')
     else: print(f"{a.readme}: table {'updated' if update_readme(a.readme, md) else 'unchanged'}")
     if a.figure:
-        save_figure(fig_seed_spread(recipe_groups(a.results)), a.figure, dict(
+        save_figure(fig_seed_spread(recipe_groups(runs)), a.figure, dict(
             command='chirploc results ' + ' '.join(map(str, a.results)) + f' --figure {a.figure}', commit=git_commit(),
             results=', '.join(map(str, a.results))), dpi=110)
         print(f"wrote {a.figure}")
