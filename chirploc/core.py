@@ -118,15 +118,16 @@ def isolated_rng(fn):
 
 # %% ../nbs/00_core.ipynb #00c017
 def git_commit(path='.', ignore=()) -> str | None:
-    "The commit checked out at `path`, with '-dirty' when tracked files differ from it (outside `ignore`d folders); None outside git."
+    "The commit checked out at `path`, with '-dirty' when tracked files differ from it (outside `ignore`d folders). Outside"
+    "git: $CHIRPLOC_GIT_COMMIT (set it where a copy of a commit's tree runs, e.g. on a GPU machine), else None."
     try:
         sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path, capture_output=True, text=True, timeout=10)
-        if sha.returncode: return None
+        if sha.returncode: return os.environ.get('CHIRPLOC_GIT_COMMIT')
         spec = ['.'] + [f':(exclude){os.path.relpath(Path(p).resolve(), Path(path).resolve())}' for p in ignore]
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', *spec], cwd=path,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ('-dirty' if dirty else '')
-    except (OSError, subprocess.SubprocessError): return None
+    except (OSError, subprocess.SubprocessError): return os.environ.get('CHIRPLOC_GIT_COMMIT')
 
 def versions() -> dict:
     "Versions of Python and of the packages a result depends on."

@@ -34,11 +34,11 @@ from .inputs import InputFormat
 from .train import TrainConfig, pick_device, train, training_finished
 
 # %% auto #0
-__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'TOLERANCES', 'RELATIVE',
-           'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone',
-           'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'refined_report', 'detection_thresholds',
-           'check_on_figures', 'data_fingerprint', 'read_run', 'build_results', 'check_results', 'run_label',
-           'reproduce', 'write_results', 'provenance', 'same_machine', 'compare_results', 'recipe_groups',
+__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'BASELINE_TABLES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'TOLERANCES',
+           'RELATIVE', 'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone',
+           'describe_backbone', 'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'refined_report',
+           'detection_thresholds', 'check_on_figures', 'data_fingerprint', 'read_run', 'build_results', 'check_results',
+           'run_label', 'reproduce', 'write_results', 'provenance', 'same_machine', 'compare_results', 'recipe_groups',
            'results_table', 'update_readme', 'reproduce_parser', 'reproduce_cli', 'compare_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
@@ -48,7 +48,7 @@ PRESETS = {
     'paper': dict(n_samples=100_000, data_format='png', backbone='mae:vit-b16', pretrain_steps=2500,
                   pretrain_batch_size=256, input_format='rgb224', pooling=None, epochs=100, batch_size=32, lr=1e-4,
                   weight_decay=0.01, schedule='plateau', warmup_epochs=0.0, patience=4, grad_clip=0.0, cache=True,
-                  workers=None, eval_train=None, n_figure_check=0),
+                  workers=None, eval_train=None, n_figure_check=0, limit_n=1000),
     'smoke': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid',
                   input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
                   schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
@@ -180,10 +180,26 @@ def evaluate_model(cfg: ReproConfig, model, data) -> tuple[dict, dict]:
     atomic_write(out / 'report_test.json', json.dumps(report, indent=2))
     return report, tables
 
+BASELINE_TABLES = {'ridge_tracker': 'ridge tracker', 'limit': 'limit', 'floor': 'quantization floor'}  # report: table
+
+def _baselines_file(cfg: ReproConfig) -> Path: return Path(cfg.work_dir) / 'eval' / 'baselines.json'
+
+def _saved_baselines(cfg: ReproConfig, data) -> tuple[dict, dict] | None:
+    "The baselines an earlier command saved for this data and `limit_n` (the `baselines` stage), or None."
+    f = _baselines_file(cfg)
+    if not f.exists(): return None
+    saved = json.loads(f.read_text())
+    if saved.get('limit_n') != cfg.limit_n or saved.get('data_sha256') != data_fingerprint(data): return None
+    csv = {name: f.parent / f"predictions_test_{name.replace(' ', '_')}.csv" for name in BASELINE_TABLES.values()}
+    if not all(p.exists() for p in csv.values()): return None
+    return saved['reports'], {name: pd.read_csv(p) for name, p in csv.items()}
+
 def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
     "The references on the test split: ({name: report}, {name: prediction table}): the ridge tracker, the maximum-likelihood"
-    "limit (on the first `limit_n` test samples) and the quantization floor; the tables saved beside the model's."
+    "limit (on the first `limit_n` test samples) and the quantization floor; the tables saved beside the model's, and"
+    "reused by a later command (they need only the data: `--stage baselines` computes them while a model trains)."
     if not cfg.baselines: return {}, {}
+    if (saved := _saved_baselines(cfg, data)) is not None: return saved
     from chirploc.limit import LIMIT_TARGETS, evaluate_limit
     src, out = open_source(data), Path(cfg.work_dir) / 'eval'
     out.mkdir(parents=True, exist_ok=True)
@@ -198,6 +214,7 @@ def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
     reports['floor'] = dict(targets=regression_report(floor, true, targets))
     tables['quantization floor'] = with_noise_levels(prediction_table(floor, true, targets, labels[chirp]), src)
     for name, t in tables.items(): t.to_csv(out / f"predictions_test_{name.replace(' ', '_')}.csv", index=False)
+    atomic_write(_baselines_file(cfg), json.dumps(dict(limit_n=cfg.limit_n, data_sha256=data_fingerprint(data), reports=reports), indent=2))
     return reports, tables
 
 def refined_report(cfg: ReproConfig, model, data) -> dict | None:
@@ -280,7 +297,7 @@ def check_results(results: dict, out_dir=None) -> dict:
 def run_label(cfg: ReproConfig, backbone_desc: str, n_train: int, n_test: int, device: str) -> str:
     return f"{cfg.preset} preset: {backbone_desc}, {n_train:,} train / {n_test:,} test, {device}"
 
-STAGES = ('data', 'pretrain', 'train', 'all')
+STAGES = ('data', 'baselines', 'pretrain', 'train', 'all')  # baselines: beside the others (it needs only the data)
 
 def reproduce(cfg: ReproConfig | None = None, stage: str = 'all', **overrides) -> dict | None:
     "Generate, (pretrain,) train, evaluate, draw every figure and write `results.json`; or only the stages up to `stage`."
@@ -289,6 +306,7 @@ def reproduce(cfg: ReproConfig | None = None, stage: str = 'all', **overrides) -
     commit = git_commit(ignore=[cfg.out_dir])  # the run writes its outputs (and papermill the notebook) there
     data = prepare_data(cfg)
     if stage == 'data': return None
+    if stage == 'baselines': run_baselines(cfg, data); return None
     backbone = resolve_backbone(cfg, data)
     if stage == 'pretrain': return None
     model, history = train_model(cfg, data, backbone)
@@ -492,7 +510,8 @@ def reproduce_parser() -> argparse.ArgumentParser:
                                 "evaluate, draw every figure, write results.json. Options left out take the preset's value.")
     p.add_argument('--preset', default='smoke', choices=list(PRESETS), help=ReproConfig.__dataclass_fields__['preset'].metadata['help'])
     p.add_argument('--stage', default='all', choices=STAGES, help="run up to this stage (each resumes what an earlier "
-                   "command did): data, pretrain (backbone mae:SHAPE), train, or all (evaluation, figures, results.json)")
+                   "command did): data, pretrain (backbone mae:SHAPE), train, or all (evaluation, figures, results.json); "
+                   "baselines: the data, then only the tracker, the limit and the floor, saved for `all` (no GPU needed)")
     add_options(p, ReproConfig, skip=('preset',), defaults={n: None for n in OPTION_NAMES})
     return p
 
