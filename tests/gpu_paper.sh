@@ -23,6 +23,11 @@
 #   bash tests/gpu_paper.sh watch [SECONDS]                            # watches until it ends or SECONDS pass (560)
 # The pipeline's deadline is BUDGET seconds (default 1500) after `start`. Everything it makes is copied to $OUT
 # (paper.tgz: figures/paper, the training and pretraining histories, the logs) at every `watch`.
+# Attempt 1 (one H100, figures/paper/attempt-1/record.md): data 7.7 min, MAE 5.2 min, one epoch at batch 32 1.9 min,
+# so the paper's 15 epochs do not fit a lease; and the machine went back during epoch 3, because the next command came
+# more than 30 s after the last one ended: issue each `watch` at once. For the next attempt, a declared variant that
+# fits (MAE's loss was flat after 200 steps; batch 256 runs at about 2,600 img/s):
+#   PAPER_ARGS='pretrain_steps=500 batch_size=256 lr=8e-4' CHIRPLOC_GIT_COMMIT=SHA bash tests/gpu_paper.sh start 560
 # Rehearse it on a CPU at tiny size: PY=.venv/bin/python WHEELS=none OUT=/tmp/o STATE=/tmp/s \
 #   PAPER_ARGS='n_samples=96 pretrain_steps=4 pretrain_batch_size=8 backbone=mae:vit-micro device=cpu limit_n=8' \
 #   CHECK=0 BENCH=0 bash tests/gpu_paper.sh start 600
