@@ -443,6 +443,10 @@ _REFERENCES = {'ridge_tracker': ('ridge tracker', 'none (no learning)'),
                'limit': ('limit: maximum likelihood', 'none (the generator\'s likelihood, searched)'),
                'floor': ('quantization floor', 'none (every bin known)')}
 
+def _images(b: dict) -> int:
+    "How many test samples a reference was evaluated on (0 when it does not say)."
+    return int((b.get('inference') or {}).get('images', 0))
+
 def _baseline_column(b: dict, name: str) -> dict:
     c = {'backbone': _REFERENCES.get(name, (name, 'none'))[1], 'training time': 'none'}
     c.update(_metric_rows([b]))
@@ -479,7 +483,7 @@ def recipe_groups(results) -> dict:
 
 def results_table(results) -> pd.DataFrame:
     "The paper's column beside one column per recipe (runs that differ only by seed: mean ± sd), dicts or results.json paths."
-    cols, seen = {'paper (reported)': _paper_column()}, set()
+    cols, seen, sizes = {'paper (reported)': _paper_column()}, set(), {}
     for name, group in recipe_groups(results).items():
         r0 = group[0]
         commits = ', '.join(dict.fromkeys((r.get('git_commit') or '')[:7] for r in group))
@@ -489,7 +493,9 @@ def results_table(results) -> pd.DataFrame:
             sig = (key, json.dumps(b['targets'], sort_keys=True))
             if sig in seen: continue  # the same reference with the same results (the same test split): shown once
             seen.add(sig)
-            cols[f"{_REFERENCES.get(key, (key.replace('_', ' '),))[0]} ({r0['preset']} test split)"] = _baseline_column(b, key)
+            col, n = f"{_REFERENCES.get(key, (key.replace('_', ' '),))[0]} ({r0['preset']} test split)", _images(b)
+            if col in cols and n <= sizes[col]: continue  # one split, evaluated on fewer of its samples: the larger stays
+            cols[col], sizes[col] = _baseline_column(b, key), n
     df = pd.DataFrame(cols).fillna('')
     df.index.name = ''
     return df
