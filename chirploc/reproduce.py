@@ -184,13 +184,17 @@ BASELINE_TABLES = {'ridge_tracker': 'ridge tracker', 'limit': 'limit', 'floor': 
 
 def _baselines_file(cfg: ReproConfig) -> Path: return Path(cfg.work_dir) / 'eval' / 'baselines.json'
 
-def _saved_baselines(cfg: ReproConfig, data) -> tuple[dict, dict] | None:
+def _baseline_csv(cfg: ReproConfig, table: str) -> Path:
+    "Where a reference's test-split prediction table is saved ('ridge tracker': eval/predictions_test_ridge_tracker.csv)."
+    return Path(cfg.work_dir) / 'eval' / f"predictions_test_{table.replace(' ', '_')}.csv"
+
+def _saved_baselines(cfg: ReproConfig, data_sha256: str) -> tuple[dict, dict] | None:
     "The baselines an earlier command saved for this data and `limit_n` (the `baselines` stage), or None."
     f = _baselines_file(cfg)
     if not f.exists(): return None
     saved = json.loads(f.read_text())
-    if saved.get('limit_n') != cfg.limit_n or saved.get('data_sha256') != data_fingerprint(data): return None
-    csv = {name: f.parent / f"predictions_test_{name.replace(' ', '_')}.csv" for name in BASELINE_TABLES.values()}
+    if saved.get('limit_n') != cfg.limit_n or saved.get('data_sha256') != data_sha256: return None
+    csv = {name: _baseline_csv(cfg, name) for name in BASELINE_TABLES.values()}
     if not all(p.exists() for p in csv.values()): return None
     return saved['reports'], {name: pd.read_csv(p) for name, p in csv.items()}
 
@@ -199,7 +203,8 @@ def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
     "limit (on the first `limit_n` test samples) and the quantization floor; the tables saved beside the model's, and"
     "reused by a later command (they need only the data: `--stage baselines` computes them while a model trains)."
     if not cfg.baselines: return {}, {}
-    if (saved := _saved_baselines(cfg, data)) is not None: return saved
+    sha = data_fingerprint(data)
+    if (saved := _saved_baselines(cfg, sha)) is not None: return saved
     from chirploc.limit import LIMIT_TARGETS, evaluate_limit
     src, out = open_source(data), Path(cfg.work_dir) / 'eval'
     out.mkdir(parents=True, exist_ok=True)
@@ -213,8 +218,8 @@ def run_baselines(cfg: ReproConfig, data) -> tuple[dict, dict]:
     true = target_array(labels[chirp], targets)
     reports['floor'] = dict(targets=regression_report(floor, true, targets))
     tables['quantization floor'] = with_noise_levels(prediction_table(floor, true, targets, labels[chirp]), src)
-    for name, t in tables.items(): t.to_csv(out / f"predictions_test_{name.replace(' ', '_')}.csv", index=False)
-    atomic_write(_baselines_file(cfg), json.dumps(dict(limit_n=cfg.limit_n, data_sha256=data_fingerprint(data), reports=reports), indent=2))
+    for name, t in tables.items(): t.to_csv(_baseline_csv(cfg, name), index=False)
+    atomic_write(_baselines_file(cfg), json.dumps(dict(limit_n=cfg.limit_n, data_sha256=sha, reports=reports), indent=2))
     return reports, tables
 
 def refined_report(cfg: ReproConfig, model, data) -> dict | None:

@@ -1,7 +1,7 @@
 """The record of a `paper` preset attempt on a GPU machine, as markdown: stage times beside the estimate, fine-tuning
 history, MAE loss, the references on the paper's test split and the throughput benchmark.
 
-    python tests/gpu_record.py figures/paper/attempt-1     # writes figures/paper/attempt-1/record.md
+    PYTHONPATH=. python tests/gpu_record.py figures/paper/attempt-1     # writes figures/paper/attempt-1/record.md
 
 The folder holds what `tests/gpu_paper.sh` brings back: pipeline.log (its `== HH:MM:SS (N s) command` stamps),
 train_history.csv, mae_history.csv, baselines.json, bench.json (optionally bench_during_data_stage.json) and the
@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
+from chirploc.figures import markdown_table
 
 STAMP = re.compile(r'^== (\d\d:\d\d:\d\d) \((\d+) s\) (.*)$')
 
@@ -40,11 +42,17 @@ def bench_table(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def md(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ['| ' + ' | '.join(map(str, cols)) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
-    lines += ['| ' + ' | '.join(str(v) for v in row) + ' |' for row in df.itertuples(index=False)]
-    return '\n'.join(lines)
+THREE = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq')
+
+
+def md(df: pd.DataFrame) -> str: return markdown_table(df).rstrip('\n')
+
+
+def accuracy_cells(targets: dict) -> dict:
+    "r and MAE of the paper's three targets, as table cells ('r start time': '0.9988', ...)."
+    name = lambda k: k.split('_', 1)[1].replace('_', ' ').lower()
+    return {**{f'r {name(k)}': f"{targets[k]['pearson_r']:.4f}" for k in THREE},
+            **{f'MAE {name(k)}': f"{targets[k]['mae']:.2f}" for k in THREE}}
 
 
 def record(folder: Path) -> str:
@@ -69,22 +77,11 @@ def record(folder: Path) -> str:
             ('inference: the 20,000 test images (model on the GPU, inputs decoded)', '',
              f"{hist.infer_s.min():.1f} to {hist.infer_s.max():.1f} s ({hist.infer_img_per_s.max():,.0f} img/s)")]
     b = json.loads((folder / 'baselines.json').read_text())['reports']
-    ref = []
-    for name, key in (('ridge tracker', 'ridge_tracker'), ('limit (maximum likelihood)', 'limit')):
-        r = b[key]
-        t = r['targets']
-        ref.append(dict(estimator=name, images=r['inference']['images'], **{
-            f'r {k.split("_", 1)[1].replace("_", " ").lower()}': f"{t[k]['pearson_r']:.4f}" for k in
-            ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq')}, **{
-            f'MAE {k.split("_", 1)[1].replace("_", " ").lower()}': f"{t[k]['mae']:.2f}" for k in
-            ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq')},
-            **{'img/s (1 core)': f"{r['inference']['images_per_s']:.1f}"}))
-    fl = b['floor']['targets']
-    ref.append(dict(estimator='quantization floor', images='all chirps', **{
-        f'r {k.split("_", 1)[1].replace("_", " ").lower()}': f"{fl[k]['pearson_r']:.4f}" for k in
-        ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq')}, **{
-        f'MAE {k.split("_", 1)[1].replace("_", " ").lower()}': f"{fl[k]['mae']:.2f}" for k in
-        ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq')}, **{'img/s (1 core)': ''}))
+    ref = [dict(estimator=name, images=b[key]['inference']['images'], **accuracy_cells(b[key]['targets']),
+                **{'img/s (1 core)': f"{b[key]['inference']['images_per_s']:.1f}"})
+           for name, key in (('ridge tracker', 'ridge_tracker'), ('limit (maximum likelihood)', 'limit'))]
+    ref.append(dict(estimator='quantization floor', images='all chirps', **accuracy_cells(b['floor']['targets']),
+                    **{'img/s (1 core)': ''}))
     h = hist[['epoch', 'train_loss', 'test_loss', 'r_Chirp_Start_Time', 'r_Chirp_Start_Freq', 'r_Chirp_End_Freq',
               'epoch_s', 'infer_s']].round(4)
     m = mae[mae.step.isin([10, 50, 100, 200, 500, 1000, 1500, 2000, 2500])][['step', 'loss', 'lr', 'seconds']]
