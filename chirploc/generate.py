@@ -15,16 +15,17 @@ import multiprocessing as mp
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from .core import Config, atomic_path, atomic_write
 
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'GeneratorConfig',
            'empty_spectrograms', 'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps',
-           'chirp_bins', 'ridge_points', 'chirp_ridges', 'add_noise_and_smooth', 'draw_noise', 'noise_levels',
-           'generate_batch', 'png_bytes', 'FigureRenderer', 'figure_pixels', 'per_config', 'figure_renderer',
-           'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser', 'generate_cli']
+           'chirp_bins', 'ridge_points', 'chirp_ridges', 'add_noise_and_smooth', 'smoothing_matrix', 'draw_noise',
+           'noise_levels', 'generate_batch', 'png_bytes', 'FigureRenderer', 'figure_pixels', 'per_config',
+           'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser',
+           'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -206,6 +207,10 @@ def add_noise_and_smooth(S: np.ndarray, eta, noise: np.ndarray, sigma: float = 1
     eta = np.asarray(eta, dtype=float).reshape(-1, *([1] * (S.ndim - 1))) if S.ndim == 3 else float(eta)
     noisy = S + eta * noise
     return gaussian_filter(noisy, sigma=(0, sigma, sigma) if S.ndim == 3 else sigma)
+
+def smoothing_matrix(n: int, sigma: float = 1.0) -> np.ndarray:
+    "The (n, n) matrix of that filter along one axis (scipy's mode reflect, truncate 4): filtering the identity. Linear, so S = Kf X Kt'."
+    return gaussian_filter1d(np.eye(n), sigma, axis=0, mode='reflect', truncate=4.0)
 
 def draw_noise(indices, seed: int = 0, cfg: GeneratorConfig | None = None):
     "The noise levels (B,) and standard normal matrices (B, F, T) of samples `indices`, from each sample's own stream."

@@ -15,11 +15,12 @@ from torch import nn
 
 from .bins import labels_from_bins
 from .core import Config, option
-from .generate import CHIRP_TYPES, LABEL_COLUMNS, PRESENCE, GeneratorConfig, chirp_bins, chirp_ridges
+from .generate import (CHIRP_TYPES, LABEL_COLUMNS, PRESENCE, GeneratorConfig, chirp_bins, chirp_ridges,
+                               smoothing_matrix)
 
 # %% auto #0
-__all__ = ['HEATMAP_TARGETS', 'HeatConfig', 'HeatmapNet', 'encode_targets', 'heat_loss', 'decode_bins', 'heatmap_labels',
-           'check_heatmap_targets', 'localizer_outputs', 'localizer_loss']
+__all__ = ['HEATMAP_TARGETS', 'HeatConfig', 'whitening_matrix', 'HeatmapNet', 'encode_targets', 'heat_loss', 'decode_bins',
+           'heatmap_labels', 'check_heatmap_targets', 'localizer_outputs', 'localizer_loss']
 
 # %% ../nbs/03c_heatmap.ipynb #03cc006
 HEATMAP_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # its targets are built from all of these
@@ -36,6 +37,12 @@ class HeatConfig(Config):
     s2d: int = option(4, 'space-to-depth fold of the input (and pixel-shuffle unfold of the maps)')
     mixer_layers: int = option(0, 'transformer layers over the deepest tokens (0: a plain CNN)')
     heads: int = option(4, 'attention heads of the mixer')
+    whiten: float = option(0.0, "also feed the input with the generator's smoothing undone, Tikhonov-regularized by this (0: no such channel)")
+
+def whitening_matrix(n: int, lam: float, sigma: float = 1.0) -> np.ndarray:
+    "(K'K + lam I)^-1 K' for the smoothing K along one axis: its inverse at lam 0, a gain of at most 1 / (2 sqrt(lam)) otherwise."
+    K = smoothing_matrix(n, sigma)
+    return np.linalg.solve(K.T @ K + lam * np.eye(n), K.T)
 
 def _conv_bn_act(i, o, stride=1):
     return nn.Sequential(nn.Conv2d(i, o, 3, stride, padding=1, bias=False), nn.BatchNorm2d(o), nn.GELU())
@@ -73,7 +80,10 @@ class HeatmapNet(nn.Module):
         ch, s = tuple(c.channels), c.s2d
         stride = s * 2 ** (len(ch) - 1)
         if c.image_size % stride: raise ValueError(f"image size {c.image_size} is not divisible by {stride}")
-        self.enc, cin = nn.ModuleList(), s * s * c.num_channels + 2
+        if c.whiten:  # fixed, from the config: not saved with the weights
+            W = torch.tensor(whitening_matrix(c.image_size, c.whiten, GeneratorConfig().smooth_sigma), dtype=torch.float32)
+            self.register_buffer('white', W, persistent=False)
+        self.enc, cin = nn.ModuleList(), s * s * c.num_channels * (2 if c.whiten else 1) + 2
         for i, (o, nb) in enumerate(zip(ch, c.blocks)):
             self.enc.append(nn.Sequential(_conv_bn_act(cin, o, 1 if i == 0 else 2), *[_ResBlock(o) for _ in range(nb)]))
             cin = o
@@ -84,6 +94,7 @@ class HeatmapNet(nn.Module):
         self.glob = nn.Sequential(nn.Linear(2 * ch[-1] + 2, 128), nn.GELU(), nn.Linear(128, 2))  # type, present
 
     def forward(self, x: torch.Tensor) -> dict:
+        if self.config.whiten: x = torch.cat([x, self.white @ x.float() @ self.white.T], 1).to(x.dtype)  # W X W' per channel
         h = _with_coords(F.pixel_unshuffle(x, self.config.s2d))
         feats = []
         for i, e in enumerate(self.enc):

@@ -15,24 +15,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import as_strided
-from scipy.ndimage import gaussian_filter1d
 
 from .baselines import RidgeTracker
 from .bins import BIN_COLUMNS, BinSpace, bins_from_labels, labels_from_bins, quantization_floor
 from .data import open_source
 from .evaluate import prediction_table, regression_report, with_noise_levels
-from .generate import CHIRP_TYPES, LABEL_COLUMNS, GeneratorConfig, chirp_bins, per_config, ridge_points
+from .generate import (CHIRP_TYPES, LABEL_COLUMNS, GeneratorConfig, chirp_bins, per_config, ridge_points,
+                              smoothing_matrix)
 from .labels import split_indices, target_array
 
 # %% auto #0
-__all__ = ['LOCAL_MOVES', 'TREATMENTS', 'LIMIT_TARGETS', 'smoothing_matrix', 'unsmooth', 'RidgeShapes', 'ridge_shapes',
-           'best_per_sample', 'pair_seeds', 'FigureGLS', 'LimitEstimator', 'evaluate_limit']
+__all__ = ['LOCAL_MOVES', 'TREATMENTS', 'LIMIT_TARGETS', 'unsmooth', 'RidgeShapes', 'ridge_shapes', 'best_per_sample',
+           'pair_seeds', 'FigureGLS', 'LimitEstimator', 'evaluate_limit']
 
 # %% ../nbs/05d_limit.ipynb #05dc006
-def smoothing_matrix(n: int, sigma: float = 1.0) -> np.ndarray:
-    "The (n, n) matrix of scipy's `gaussian_filter` along one axis (mode reflect, truncate 4): filtering the identity."
-    return gaussian_filter1d(np.eye(n), sigma, axis=0, mode='reflect', truncate=4.0)
-
 def _smoothing(cfg: GeneratorConfig):
     "Kf, Kt and their inverses for `cfg`."
     return _smoothing_matrices(cfg.num_freq_bins, cfg.num_time_bins, cfg.smooth_sigma)

@@ -53,6 +53,8 @@ SCRATCH_CONFIGS = {
                       stem=(16, 32, 64), coords=True, pooling='soft'),
     # the shipped default (03c_heatmap): a U-Net that classifies the chirp's start and end cells on the 128x128 grid
     'chirploc-heatmap': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1),
+    # the same with a second channel: the input with the smoothing undone (regularized), where the noise is white
+    'chirploc-heatmap-whitened': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1, whiten=3e-3),
     # the smallest thing that runs: for tests and examples only
     'vit-micro': dict(image_size=128, patch_size=32, num_channels=1, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64),
