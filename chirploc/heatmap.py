@@ -38,6 +38,7 @@ class HeatConfig(Config):
     mixer_layers: int = option(0, 'transformer layers over the deepest tokens (0: a plain CNN)')
     heads: int = option(4, 'attention heads of the mixer')
     whiten: float = option(0.0, "also feed the input with the generator's smoothing undone, Tikhonov-regularized by this (0: no such channel)")
+    read_noise: float = option(0.0, "in training only: white noise of this sd added before whitening, as a figure's read-back error (0: none)")
 
 def whitening_matrix(n: int, lam: float, sigma: float = 1.0) -> np.ndarray:
     "(K'K + lam I)^-1 K' for the smoothing K along one axis: its inverse at lam 0, a gain of at most 1 / (2 sqrt(lam)) otherwise."
@@ -94,7 +95,9 @@ class HeatmapNet(nn.Module):
         self.glob = nn.Sequential(nn.Linear(2 * ch[-1] + 2, 128), nn.GELU(), nn.Linear(128, 2))  # type, present
 
     def forward(self, x: torch.Tensor) -> dict:
-        if self.config.whiten: x = torch.cat([x, self.white @ x.float() @ self.white.T], 1).to(x.dtype)  # W X W' per channel
+        if self.config.whiten:  # W X W' per channel; in training, X with a figure's read-back error (whitening amplifies it)
+            z = x.float() + self.config.read_noise * torch.randn_like(x, dtype=torch.float32) if self.training else x.float()
+            x = torch.cat([x, (self.white @ z @ self.white.T).to(x.dtype)], 1)
         h = _with_coords(F.pixel_unshuffle(x, self.config.s2d))
         feats = []
         for i, e in enumerate(self.enc):

@@ -55,6 +55,8 @@ SCRATCH_CONFIGS = {
     'chirploc-heatmap': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1),
     # the same with a second channel: the input with the smoothing undone (regularized), where the noise is white
     'chirploc-heatmap-whitened': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1, whiten=3e-3),
+    # and trained with a figure's read-back error in that channel, so that it reads ChirpLoc100K figures as well as arrays
+    'chirploc-heatmap-whitened-rb': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1, whiten=3e-3, read_noise=2e-3),
     # the smallest thing that runs: for tests and examples only
     'vit-micro': dict(image_size=128, patch_size=32, num_channels=1, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64),
