@@ -13,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bins import labels_from_bins
+from .bins import BinSpace, labels_from_bins
 from .core import Config, option
 from .generate import (CHIRP_TYPES, LABEL_COLUMNS, PRESENCE, GeneratorConfig, chirp_bins, chirp_ridges,
-                               smoothing_matrix)
+                               ridge_points, smoothing_matrix)
 
 # %% auto #0
-__all__ = ['HEATMAP_TARGETS', 'HeatConfig', 'whitening_matrix', 'HeatmapNet', 'encode_targets', 'heat_loss', 'decode_bins',
-           'heatmap_labels', 'check_heatmap_targets', 'localizer_outputs', 'localizer_loss']
+__all__ = ['HEATMAP_TARGETS', 'DECODERS', 'HeatConfig', 'whitening_matrix', 'HeatmapNet', 'encode_targets', 'heat_loss',
+           'decode_bins', 'joint_bins', 'heatmap_labels', 'check_heatmap_targets', 'localizer_outputs',
+           'localizer_loss']
 
 # %% ../nbs/03c_heatmap.ipynb #03cc006
 HEATMAP_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # its targets are built from all of these
@@ -39,6 +40,7 @@ class HeatConfig(Config):
     heads: int = option(4, 'attention heads of the mixer')
     whiten: float = option(0.0, "also feed the input with the generator's smoothing undone, Tikhonov-regularized by this (0: no such channel)")
     read_noise: float = option(0.0, "in training only: white noise of this sd added before whitening, as a figure's read-back error (0: none)")
+    decode: str = option('joint', "how the maps are read: 'joint' (start and end peaks paired along their ridge) or 'marginal'")
 
 def whitening_matrix(n: int, lam: float, sigma: float = 1.0) -> np.ndarray:
     "(K'K + lam I)^-1 K' for the smoothing K along one axis: its inverse at lam 0, a gain of at most 1 / (2 sqrt(lam)) otherwise."
@@ -159,10 +161,56 @@ def decode_bins(out: dict) -> dict:
     res['present_p'] = out['present'].float().sigmoid().cpu().numpy()
     return res
 
-def heatmap_labels(out: dict, cfg: GeneratorConfig | None = None) -> pd.DataFrame:
+def _peaks(lp: torch.Tensor, k: int):
+    "The k largest local maxima (3x3) of log-probability maps (B, F, T): rows, columns, values (NumPy, (B, k))."
+    T = lp.shape[-1]
+    top = torch.where(lp == F.max_pool2d(lp[:, None], 3, 1, 1)[:, 0], lp, -torch.inf).flatten(1).topk(k, 1)
+    return (top.indices // T).numpy(), (top.indices % T).numpy(), top.values.numpy()
+
+@torch.no_grad()
+def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4, cfg: GeneratorConfig | None = None) -> dict:
+    "Bins read jointly: of the k strongest start and end peaks, the pair (and type) the generator can draw that maximizes both"
+    "cells' log-probabilities + `ridge_weight` x the ridge map's along the pair's own ridge + log P(type); each chosen cell then"
+    "refined by its map's marginals within `window` cells. type_p: P(exponential) of the chosen pair. Like `decode_bins`."
+    cfg = cfg or GeneratorConfig()
+    sp, res = BinSpace.of(cfg), decode_bins(out)            # the marginal reading: where no pair is drawable, and P(chirp)
+    lp = {key: out[key].float().cpu().flatten(1).log_softmax(-1).view_as(out[key]) for key in ('start', 'end')}
+    B, F_, T = lp['start'].shape
+    (sf, sa, sv), (ef, el, ev) = _peaks(lp['start'], k), _peaks(lp['end'], k)
+    shp = (B, k, k, 2)                                       # start peak x end peak x type
+    a, fs = (np.broadcast_to(v[:, :, None, None], shp) for v in (sa, sf))
+    last, fe = (np.broadcast_to(v[:, None, :, None], shp) for v in (el, ef))
+    expo = np.broadcast_to(np.arange(2), shp)
+    L, fe, fs = last - a + 1, np.where(fe >= F_ - 1, F_, fe), np.maximum(fs, expo)   # as heatmap_labels reads a cell
+    ok = sp.valid(a, L, fs, fe, expo)
+    flat = [np.ascontiguousarray(v).reshape(-1) for v in (a, L, fs, fe, expo)]
+    rows, w = ridge_points(flat[0], flat[0] + np.maximum(flat[1], 1), *flat[2:], F_, T)   # the generator's own ridges
+    R = out['ridge'].float().cpu().log_softmax(1).numpy()
+    owner = np.repeat(np.arange(B), k * k * 2)
+    on_ridge = np.where(w.sum(-1) > 0, R[owner[:, None], np.clip(rows[..., 2], 0, F_ - 1), np.arange(T)] + np.log(F_), 0)
+    tl = out['type'].float().cpu().numpy().astype(np.float64)
+    log_type = np.stack([-np.logaddexp(0, tl), -np.logaddexp(0, -tl)], 1)[:, None, None]
+    score = np.where(ok, sv[:, :, None, None] + ev[:, None, :, None] + ridge_weight * on_ridge.sum(1).reshape(shp) + log_type, -np.inf)
+    b, found = np.arange(B), np.isfinite(score.reshape(B, -1).max(1))
+    i_s, i_e, _ = np.unravel_index(score.reshape(B, -1).argmax(1), shp[1:])
+    pair = score[b, i_s, i_e]                                # (B, 2): the chosen cells, each type
+    with np.errstate(invalid='ignore'):
+        res['type_p'] = np.where(found, 1 / (1 + np.exp(np.clip(pair[:, 0] - pair[:, 1], -50, 50))), res['type_p'])
+    for key, (fk, tk), (pf, pt), i in (('start', ('fs', 'a'), (sf, sa), i_s), ('end', ('fe', 'last'), (ef, el), i_e)):
+        P = lp[key].exp().numpy()
+        for n in np.flatnonzero(found):
+            f0, t0 = max(pf[n, i[n]] - window, 0), max(pt[n, i[n]] - window, 0)
+            win = P[n, f0:pf[n, i[n]] + window + 1, t0:pt[n, i[n]] + window + 1]
+            res[fk][n], res[tk][n] = f0 + win.sum(1).argmax(), t0 + win.sum(0).argmax()
+    return res
+
+DECODERS = dict(joint=joint_bins, marginal=decode_bins)
+
+def heatmap_labels(out: dict, cfg: GeneratorConfig | None = None, decode='joint') -> pd.DataFrame:
     "Labels (the five ChirpLoc100K columns) and Chirp_Type_prob, Chirp_Present_prob from the network's maps."
     cfg = cfg or GeneratorConfig()
-    r = decode_bins(out)
+    if isinstance(decode, str) and decode not in DECODERS: raise ValueError(f"decode must be one of {list(DECODERS)}, not {decode!r}")
+    r = DECODERS[decode](out) if isinstance(decode, str) else decode(out)   # a name, or a function of the maps (e.g. joint_bins with other settings)
     expo = (r['type_p'] > 0.5).astype(np.int64)
     fe = np.where(r['fe'] >= cfg.num_freq_bins - 1, cfg.num_freq_bins, r['fe'])  # the top row: the clipped 100 Hz, likeliest
     L = np.maximum(r['last'] - r['a'] + 1, 1)
@@ -180,10 +228,12 @@ def check_heatmap_targets(targets) -> tuple:
 
 def localizer_outputs(model, out: dict) -> torch.Tensor:
     "Standardized predictions (B, n_targets) of a heatmap localizer, class targets as logits, on the maps' device."
-    lab = heatmap_labels(out)
+    lab = heatmap_labels(out, decode=getattr(model.backbone.config, 'decode', 'joint'))
     cols = []
     for j, t in enumerate(model.config.targets):
-        if t == 'Chirp_Type': cols.append(out['type'].float())
+        if t == 'Chirp_Type':  # the logit of the reading's P(exponential): the chosen pair's, when read jointly
+            p = torch.tensor(lab['Chirp_Type_prob'].to_numpy(), dtype=torch.float32, device=out['start'].device).clamp(1e-7, 1 - 1e-7)
+            cols.append(torch.log(p) - torch.log1p(-p))
         elif t == PRESENCE: cols.append(out['present'].float())
         else:
             v = torch.tensor(lab[t].to_numpy(), dtype=torch.float32, device=out['start'].device)  # a copy: pandas' arrays are read-only

@@ -59,9 +59,9 @@ PRESETS = {
                  input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
                  schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
                  eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS, p_empty=0.1, limit_n=1000),
-    # the shipped default model (issue: precision): the heatmap localizer of 03c_heatmap, every target, the `full` data;
-    # the limit and the refinement on the first 1,000 test samples
-    'ship': dict(n_samples=50_000, data_format='array', backbone='chirploc-heatmap', input_format='matrix', pooling=None,
+    # the shipped default model (issue: precision): the heatmap localizer of 03c_heatmap with its whitened channel,
+    # every target, the `full` data; the limit and the refinement on the first 1,000 test samples
+    'ship': dict(n_samples=50_000, data_format='array', backbone='chirploc-heatmap-whitened-rb', input_format='matrix', pooling=None,
                  epochs=3, batch_size=64, lr=2e-3, weight_decay=0.01, schedule='onecycle', warmup_epochs=0.1, patience=0,
                  grad_clip=0.0, cache=False, workers=0, eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS,
                  p_empty=0.1, limit_n=1000, refine=True),
