@@ -1,6 +1,6 @@
 """How a heatmap localizer's maps are read (nbs/03c_heatmap.ipynb): each coordinate on its own ('marginal') against the
 start and end peaks paired along their ridge ('joint', over a grid of its settings), for one trained model on one data
-folder; the network runs once, every reading uses the same maps. Writes decode.{json,md} to --out.
+folder; the network runs once, every reading uses the same maps. Writes decode_<data>_<split>.{json,md} to --out
 
 The joint reading's settings were chosen on fresh samples, never on a test split:
 
@@ -80,7 +80,8 @@ def main(argv=None):
     res = dict(command=cmd, git_commit=git_commit(), model=a.model, data=a.data, split=a.split, n=int(len(idx)),
                n_chirps=int(chirp.sum()), network_img_per_s=len(idx) / net_s, readings=report)
     out_dir = Path(a.out); out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"decode_{Path(a.data).name}_{a.split}"
+    data = Path(a.data)                                          # runs/ship/data -> ship, runs/val11 -> val11
+    name = f"decode_{data.parent.name if data.name == 'data' else data.name}_{a.split}"
     atomic_write(out_dir / f'{name}.json', json.dumps(res, indent=1))
     md = (f"# Reading the heatmaps: {a.model} on {a.data} ({a.split}, {len(idx):,} samples, {int(chirp.sum()):,} chirps)\n\n"
           f"`{cmd}` (commit {res['git_commit']}); the network alone: {res['network_img_per_s']:,.0f} img/s on this machine.\n\n"
