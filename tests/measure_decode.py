@@ -1,6 +1,6 @@
 """How a heatmap localizer's maps are read (nbs/03c_heatmap.ipynb): each coordinate on its own ('marginal') against the
 start and end peaks paired along their ridge ('joint', over a grid of its settings), for one trained model on one data
-folder; the network runs once, every reading uses the same maps. Writes decode_<data>_<split>.{json,md} to --out
+folder; the network runs once, every reading uses the same maps. Writes decode_<data>_<split>.{json,md} to --out.
 
 The joint reading's settings were chosen on fresh samples, never on a test split:
 
