@@ -57,15 +57,17 @@ def _targets_of(history: pd.DataFrame) -> list:
     return [c[2:] for c in history.columns if c.startswith('r_')]
 
 # %% ../nbs/06_figures.ipynb #06c008
-def run_marks(history: pd.DataFrame, patience: int | None = None, max_epochs: int | None = None) -> dict:
-    "The best epoch (lowest test loss) and, when the run stopped early, the last epoch."
+def run_marks(history: pd.DataFrame, patience: int | None = None, max_epochs: int | None = None, keep: str = 'best') -> dict:
+    "The best epoch (lowest test loss), the last, the one whose weights the run kept (`TrainConfig.keep`), and the last again when the run stopped early."
     best = int(history.epoch[history.test_loss.idxmin()])
     last = int(history.epoch.max())
     stopped = (patience is not None and patience > 0 and last - best >= patience and (max_epochs is None or last < max_epochs))
-    return dict(best_epoch=best, last_epoch=last, early_stop=last if stopped else None)
+    return dict(best_epoch=best, last_epoch=last, kept_epoch=last if keep == 'last' else best, early_stop=last if stopped else None)
 
 def _mark_epochs(ax, marks: dict):
-    ax.axvline(marks['best_epoch'], color='k', lw=1, ls='--', alpha=0.6, label=f"best epoch ({marks['best_epoch']})")
+    kept = marks.get('kept_epoch', marks['best_epoch'])
+    ax.axvline(kept, color='k', lw=1, ls='--', alpha=0.6,
+               label=f"best epoch ({kept})" if kept == marks['best_epoch'] else f"last epoch, kept ({kept})")
     if marks.get('early_stop'): ax.axvline(marks['early_stop'], color='firebrick', lw=1, ls='-.', alpha=0.7,
                                            label=f"early stop (after {marks['early_stop']})")
 

@@ -63,8 +63,8 @@ PRESETS = {
     # every target, the `full` data; the limit and the refinement on the first 1,000 test samples
     'ship': dict(n_samples=50_000, data_format='array', backbone='chirploc-heatmap-whitened-rb', input_format='matrix', pooling=None,
                  epochs=3, batch_size=64, lr=2e-3, weight_decay=0.01, schedule='onecycle', warmup_epochs=0.1, patience=0,
-                 grad_clip=0.0, cache=False, workers=0, eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS,
-                 p_empty=0.1, limit_n=1000, refine=True),
+                 keep='last', grad_clip=0.0, cache=False, workers=0, eval_train=10_000, n_figure_check=500,
+                 targets=FULL_TARGETS, p_empty=0.1, limit_n=1000, refine=True),
     'tiny': dict(n_samples=160, data_format='array', backbone='vit-micro', input_format='matrix',
                  pooling=None, epochs=2, batch_size=32, lr=1e-3, weight_decay=0.01, schedule='plateau', warmup_epochs=0.0,
                  patience=4, grad_clip=0.0, cache=False, workers=0, eval_train=None, n_figure_check=4),
@@ -267,12 +267,12 @@ def build_results(cfg: ReproConfig, backbone: str, model, history: pd.DataFrame,
                   refined: dict | None = None) -> dict:
     "The run's `results.json` content."
     run = read_run(cfg)
-    marks = run_marks(history, cfg.patience, cfg.epochs)
+    marks = run_marks(history, cfg.patience, cfg.epochs, cfg.keep)
     best = history.loc[history.test_loss.idxmin()]
     dev = report['inference']['device']
     return dict(preset=cfg.preset, seed=cfg.seed, backbone=describe_backbone(backbone, model), device=dev,
                 git_commit=commit, versions=versions(), n_train=int(run['n_train']), n_test=int(run['n_test']),
-                best_epoch=marks['best_epoch'], epochs_run=int(len(history)),
+                best_epoch=marks['best_epoch'], epochs_run=int(len(history)), kept_epoch=marks['kept_epoch'],
                 train_seconds=float(history.epoch_s.sum()), targets=report['targets'], inference=report['inference'],
                 # beyond the contract
                 backbone_requested=cfg.backbone, loading=report.get('loading'), device_name=device_name(dev),
@@ -322,7 +322,7 @@ def reproduce(cfg: ReproConfig | None = None, stage: str = 'all', **overrides) -
     fig_check = check_on_figures(cfg, model)
     run = read_run(cfg)
     label = run_label(cfg, describe_backbone(backbone, model), run['n_train'], run['n_test'], report['inference']['device'])
-    files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs),
+    files = make_figures(history, tables, data, cfg.out_dir, label=label, marks=run_marks(history, cfg.patience, cfg.epochs, cfg.keep),
                          n_test=run['n_test'], seed=cfg.seed, baselines=base_tables, thresholds=detection_thresholds({'model': report, **base_reports}),
                          provenance=provenance(cfg, commit))
     results = build_results(cfg, backbone, model, history, report, commit, fig_check, files, base_reports, refined)
@@ -383,7 +383,7 @@ _UNITS = {t: u for t, u in TARGET_UNITS.items() if t not in CLASS_TARGETS}
 def _paper_column() -> dict:
     lo, hi = PAPER['infer_s_range']
     c = {'backbone': f'{PAPER_BACKBONE} (pretrained, LoRA)', 'data (train / test)': '80,000 / 20,000 figures',
-         'device': 'GPU', 'epochs run (best)': f"{PAPER['epochs_run']} ({PAPER['best_epoch']})", 'training time': '',
+         'device': 'GPU', 'epochs run (kept)': f"{PAPER['epochs_run']} ({PAPER['best_epoch']})", 'training time': '',
          'test loss (standardized)': f"{PAPER['test_loss_range'][0]} to {PAPER['test_loss_range'][1]} (over epochs)"}
     for t in DEFAULT_TARGETS:
         r = PAPER['best_r'].get(t)
@@ -422,7 +422,7 @@ def _run_column(runs: list) -> dict:
     c = {'backbone': r0['backbone'], 'data (train / test)': f"{r0['n_train']:,} / {r0['n_test']:,} "
          + ('figures' if r0.get('config', {}).get('data_format') == 'png' else 'matrices'),
          'device': r0.get('device_name') or r0['device'],
-         'epochs run (best)': ', '.join(sorted({f"{r['epochs_run']} ({r['best_epoch']})" for r in runs})),
+         'epochs run (kept)': ', '.join(sorted({f"{r['epochs_run']} ({r.get('kept_epoch', r['best_epoch'])})" for r in runs})),
          'training time': _stat([r['train_seconds'] / 60 for r in runs], '.1f') + ' min',
          'test loss (standardized)': (_stat(per('best_test_loss'), '.4f') + (' (best; with class BCEs)' if any(
              'accuracy' in m for m in r0['targets'].values()) else ' (best)')) if 'best_test_loss' in r0 else ''}

@@ -26,15 +26,16 @@ from .labels import DataError, LabelScaler, paper_split
 from .model import BackboneUnavailable, ChirpLocalizer, LocalizerConfig, ModelOptions
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'TrainConfig', 'pick_device', 'amp_dtype',
-           'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'save_checkpoint', 'find_checkpoint',
-           'load_checkpoint', 'training_finished', 'write_history', 'append_history', 'make_optimizer', 'restore_run',
-           'train_epoch', 'log_epoch', 'world', 'is_main', 'init_distributed', 'fit', 'DataOptions', 'make_datasets',
-           'train', 'train_parser', 'train_cli']
+__all__ = ['SCHEDULES', 'AMP_MODES', 'KEEP', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'TrainConfig', 'pick_device',
+           'amp_dtype', 'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'save_checkpoint',
+           'find_checkpoint', 'load_checkpoint', 'training_finished', 'write_history', 'append_history',
+           'make_optimizer', 'restore_run', 'train_epoch', 'log_epoch', 'world', 'is_main', 'init_distributed', 'fit',
+           'DataOptions', 'make_datasets', 'train', 'train_parser', 'train_cli']
 
 # %% ../nbs/04_train.ipynb #04c006
 SCHEDULES = ('plateau', 'cosine', 'onecycle')
 AMP_MODES = ('auto', 'bf16', 'fp16', 'off')
+KEEP = ('best', 'last')
 
 @dataclass
 class TrainConfig(Config):
@@ -50,6 +51,8 @@ class TrainConfig(Config):
     warmup_epochs: float = option(0.0, 'cosine, onecycle: warmup length in epochs')
     min_lr: float = option(0.0, 'cosine: final learning rate')
     patience: int = option(4, 'early stopping: epochs without a lower test loss (0: never stop)')
+    keep: str = option('best', "the weights the run ends with: 'best' (lowest test loss, the paper's) or 'last' (the "
+                       "schedule's end: no epoch chosen on the test split)", choices=KEEP)
     grad_clip: float = option(0.0, 'clip the gradient norm to this (0: no clipping, the paper)')
     amp: str = option('auto', 'mixed precision: auto (bf16 or fp16 on CUDA, off on CPU), bf16, fp16 or off', choices=AMP_MODES)
     device: str = option('auto', 'auto (cuda > mps > cpu), or a torch device such as cpu, cuda, cuda:1')
@@ -64,10 +67,11 @@ class TrainConfig(Config):
     def __post_init__(self):
         if self.schedule not in SCHEDULES: raise ValueError(f"schedule {self.schedule!r} is unknown: use one of {SCHEDULES}")
         if self.amp not in AMP_MODES: raise ValueError(f"amp {self.amp!r} is unknown: use one of {AMP_MODES}")
+        if self.keep not in KEEP: raise ValueError(f"keep {self.keep!r} is unknown: use one of {KEEP}")
         if self.epochs < 1 or self.batch_size < 1: raise ValueError("epochs and batch_size must be at least 1")
 
 # settings that may change when a run is resumed (they do not change the numbers)
-RESUMABLE_CHANGES = ('epochs', 'device', 'workers', 'progress', 'eval_batch_size', 'compile', 'time_limit')
+RESUMABLE_CHANGES = ('epochs', 'device', 'workers', 'progress', 'eval_batch_size', 'compile', 'time_limit', 'keep')
 
 # %% ../nbs/04_train.ipynb #04c009
 def pick_device(device: str = 'auto') -> torch.device:
@@ -243,7 +247,7 @@ def restore_run(run: Path | None, model, optimizer, scheduler, grad_scaler, cfg:
         optimizer.load_state_dict(saved['optimizer']); scheduler.load_state_dict(saved['scheduler'])
         grad_scaler.load_state_dict(saved['scaler'])
         state.update(epoch=saved['epoch'], history=list(saved['history']), stop=dict(saved['early_stopping']),
-                     best=load_file(str(ckpt / 'best.safetensors')))
+                     best=load_file(str(ckpt / 'best.safetensors')) if cfg.keep == 'best' else model.trainable_state_dict())
         if main:
             model.save_pretrained(run, state_dict=state['best'])  # the published best = the checkpoint's
             write_history(run, state['history'])                # rows written after the checkpoint are dropped
@@ -273,9 +277,9 @@ def train_epoch(model, net, loader, optimizer, scheduler, grad_scaler, cfg: Trai
         torch.distributed.all_reduce(loss_sum); torch.distributed.all_reduce(n_seen)
     return (loss_sum / n_seen).item()
 
-def log_epoch(run: Path | None, model, state: dict, row: dict, improved: bool, cfg: TrainConfig, optimizer, scheduler,
+def log_epoch(run: Path | None, model, state: dict, row: dict, kept: bool, cfg: TrainConfig, optimizer, scheduler,
               grad_scaler, world: int = 1):
-    "Append the epoch's history row; in a run folder, checkpoint (and publish the localizer when it improved). Process 0 only writes."
+    "Append the epoch's history row; in a run folder, checkpoint (and publish the localizer when its weights are kept). Process 0 only writes."
     state['history'].append(row)
     if not is_main(): return
     if run is not None:
@@ -283,12 +287,12 @@ def log_epoch(run: Path | None, model, state: dict, row: dict, improved: bool, c
         save_checkpoint(run, model, dict(epoch=row['epoch'], history=state['history'], early_stopping=state['stop'],
                                          train_config=cfg.to_dict(), world_size=world, optimizer=optimizer.state_dict(),
                                          scheduler=scheduler.state_dict(), scaler=grad_scaler.state_dict()),
-                        best=state['best'] if improved or find_checkpoint(run) is None else None)
-        if improved: model.save_pretrained(run)
+                        best=state['best'] if kept or find_checkpoint(run) is None else None)
+        if kept: model.save_pretrained(run)
     if cfg.progress:
         r = ' '.join(f'{v:.3f}' for k, v in row.items() if k.startswith('r_'))
         tqdm.write(f"epoch {row['epoch']}: train {row['train_loss']:.4f}  test {row['test_loss']:.4f}  r {r}"
-                   f"  lr {row['lr']:.1e}  {row['epoch_s']:.1f} s" + ('  *' if improved else ''))
+                   f"  lr {row['lr']:.1e}  {row['epoch_s']:.1f} s" + ('  *' if kept else ''))
 
 # %% ../nbs/04_train.ipynb #04c019
 def world() -> tuple[int, int, int]:
@@ -369,12 +373,12 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
         if cfg.schedule == 'plateau': scheduler.step(test_loss)
         stop = state['stop']
         improved = test_loss < stop['best_loss']
-        if improved:
-            stop.update(best_loss=test_loss, best_epoch=epoch, bad_epochs=0)
-            state['best'] = model.trainable_state_dict()
+        if improved: stop.update(best_loss=test_loss, best_epoch=epoch, bad_epochs=0)
         else:
             stop['bad_epochs'] += 1
             stop['stopped'] = bool(cfg.patience) and stop['bad_epochs'] >= cfg.patience
+        kept = improved or cfg.keep == 'last'  # the weights the run ends with: the best epoch's, or the latest
+        if kept: state['best'] = model.trainable_state_dict()
 
         # log and checkpoint
         row = dict(epoch=epoch, train_loss=train_loss, test_loss=test_loss,
@@ -382,10 +386,10 @@ def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: 
                    infer_s=ev['seconds'] if ev else math.nan, infer_img_per_s=ev['n'] / ev['seconds'] if ev else math.nan,
                    load_s=ev['load_seconds'] if ev else math.nan, epoch_s=time.perf_counter() - t_epoch,
                    **({'world_size': size} if size > 1 else {}))
-        log_epoch(run, model, state, row, improved, cfg, optimizer, scheduler, grad_scaler, size)
+        log_epoch(run, model, state, row, kept, cfg, optimizer, scheduler, grad_scaler, size)
         if cfg.time_limit and _broadcast(time.perf_counter() - t_start) >= 60 * cfg.time_limit: break  # paused: resume goes on
 
-    model.load_trainable_state_dict(state['best'])  # early stopping's rule: the best epoch's weights
+    model.load_trainable_state_dict(state['best'])  # the kept weights: the best epoch's (early stopping's rule), or the last
     if run is not None and is_main(): model.save_pretrained(run)
     if torch.distributed.is_initialized(): torch.distributed.barrier()
     return model.eval(), pd.DataFrame(state['history'])
@@ -488,5 +492,6 @@ def train_cli(argv=None):
     except (BackboneUnavailable, DataError, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"chirploc train: {e}")
     if not is_main(): return  # under torchrun, process 0 speaks for the run
-    best = history.loc[history.test_loss.idxmin()] if len(history) else None
-    print(f"saved the localizer to {a.out_dir}" + (f" (best epoch {int(best.epoch)}, test loss {best.test_loss:.4f})" if best is not None else ''))
+    if not len(history): return print(f"saved the localizer to {a.out_dir}")
+    kept = history.iloc[-1] if a.keep == 'last' else history.loc[history.test_loss.idxmin()]
+    print(f"saved the localizer to {a.out_dir} ({a.keep} epoch {int(kept.epoch)}, test loss {kept.test_loss:.4f})")
