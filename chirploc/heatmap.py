@@ -168,10 +168,12 @@ def _peaks(lp: torch.Tensor, k: int):
     return (top.indices // T).numpy(), (top.indices % T).numpy(), top.values.numpy()
 
 @torch.no_grad()
-def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4, cfg: GeneratorConfig | None = None) -> dict:
+def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4, temperature: float = 8.0,
+               cfg: GeneratorConfig | None = None) -> dict:
     "Bins read jointly: of the k strongest start and end peaks, the pair (and type) the generator can draw that maximizes both"
     "cells' log-probabilities + `ridge_weight` x the ridge map's along the pair's own ridge + log P(type); each chosen cell then"
-    "refined by its map's marginals within `window` cells. type_p: P(exponential) of the chosen pair. Like `decode_bins`."
+    "refined by its map's marginals within `window` cells. type_p: P(exponential) of the chosen pair, its two types' score"
+    "difference divided by `temperature` (calibration; the choice is unchanged). Like `decode_bins`."
     cfg = cfg or GeneratorConfig()
     sp, res = BinSpace.of(cfg), decode_bins(out)            # the marginal reading: where no pair is drawable, and P(chirp)
     lp = {key: out[key].float().cpu().flatten(1).log_softmax(-1).view_as(out[key]) for key in ('start', 'end')}
@@ -195,7 +197,7 @@ def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4
     i_s, i_e, _ = np.unravel_index(score.reshape(B, -1).argmax(1), shp[1:])
     pair = score[b, i_s, i_e]                                # (B, 2): the chosen cells, each type
     with np.errstate(invalid='ignore'):
-        res['type_p'] = np.where(found, 1 / (1 + np.exp(np.clip(pair[:, 0] - pair[:, 1], -50, 50))), res['type_p'])
+        res['type_p'] = np.where(found, 1 / (1 + np.exp(np.clip((pair[:, 0] - pair[:, 1]) / temperature, -50, 50))), res['type_p'])
     for key, (fk, tk), (pf, pt), i in (('start', ('fs', 'a'), (sf, sa), i_s), ('end', ('fe', 'last'), (ef, el), i_e)):
         P = lp[key].exp().numpy()
         for n in np.flatnonzero(found):
