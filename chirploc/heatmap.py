@@ -168,7 +168,7 @@ def _peaks(lp: torch.Tensor, k: int):
     return (top.indices // T).numpy(), (top.indices % T).numpy(), top.values.numpy()
 
 @torch.no_grad()
-def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4, temperature: float = 8.0,
+def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4, temperature: float = 9.0,
                cfg: GeneratorConfig | None = None) -> dict:
     "Bins read jointly: of the k strongest start and end peaks, the pair (and type) the generator can draw that maximizes both"
     "cells' log-probabilities + `ridge_weight` x the ridge map's along the pair's own ridge + log P(type); each chosen cell then"

@@ -12,6 +12,7 @@ then its default checked on the test split (--data runs/ship/data --split test -
 samples on 2 cores.
 """
 import argparse
+import inspect
 import json
 import time
 from pathlib import Path
@@ -80,7 +81,8 @@ def main(argv=None):
     chirp = labels['Chirp_Present'].to_numpy().astype(bool) if 'Chirp_Present' in labels else np.ones(len(labels), bool)
     true = target_array(labels[chirp], TARGETS)
     out, net_s = maps(model, src, idx)
-    default = 'joint (default: k 6, ridge 0.2, window 4, temperature 8)'
+    T = inspect.signature(joint_bins).parameters['temperature'].default
+    default = f'joint (default: k 6, ridge 0.2, window 4, temperature {T:g})'
     readings = {'marginal': decode_bins, default: joint_bins}
     if a.grid:
         readings['joint (temperature 1)'] = lambda o: joint_bins(o, temperature=1.0)
@@ -94,7 +96,7 @@ def main(argv=None):
         rep = regression_report(lab[chirp][list(TARGETS)].to_numpy(float), true, TARGETS)
         cal = type_calibration(lab[chirp].Chirp_Type_prob, is_exp)
         report[name] = dict(targets=rep, read_seconds=s, type_calibration=cal)
-        if name == default: report[name]['temperature_fitted_here'] = fit_temperature(lab[chirp].Chirp_Type_prob, is_exp, 8.0)
+        if name == default: report[name]['temperature_fitted_here'] = fit_temperature(lab[chirp].Chirp_Type_prob, is_exp, T)
         rows.append({'reading': name, **{f"r {t.split('_', 1)[1].replace('_', ' ').lower()}": f"{rep[t]['pearson_r']:.4f}" for t in TARGETS[:3]},
                      **{f"MAE {t.split('_', 1)[1].replace('_', ' ').lower()}": f"{rep[t]['mae']:.3f}" for t in TARGETS[:3]},
                      'accuracy type': f"{rep['Chirp_Type']['accuracy']:.3f}", 'NLL type': f"{cal['nll']:.3f}",
