@@ -359,8 +359,10 @@ def compare_results(rerun, committed, tolerances: dict | None = None) -> pd.Data
     "A rerun's results beside a committed run's: each number, the difference, what is allowed (exact or a tolerance), ok."
     a, b = (json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in (rerun, committed))
     tol, exact = {**TOLERANCES, **(tolerances or {})}, same_machine(a, b)
+    recorded = bool(b.get('data_sha256'))  # runs committed before the sha was recorded cannot be checked on it
     rows = [dict(quantity='data (sha256)', committed=b.get('data_sha256'), rerun=a.get('data_sha256'), difference=None,
-                 allowed='identical', ok=a.get('data_sha256') == b.get('data_sha256'))]
+                 allowed='identical' if recorded else 'identical (not recorded in the committed run: not checked)',
+                 ok=a.get('data_sha256') == b.get('data_sha256') if recorded else None)]
     for key in ('n_train', 'n_test', 'epochs_run', 'best_epoch'):
         rows.append(dict(quantity=key, committed=b.get(key), rerun=a.get(key), difference=None,
                          allowed='identical', ok=a.get(key) == b.get(key) or (key == 'best_epoch' and not exact)))
@@ -551,8 +553,11 @@ def compare_cli(argv=None):
     try: table = compare_results(a.rerun, a.committed)
     except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc compare: {e}")
     print(markdown_table(table))
-    bad = table[~table.ok]
-    print(f"{len(table) - len(bad)} of {len(table)} within what is allowed" + (f"; off: {', '.join(bad.quantity)}" if len(bad) else ''))
+    bad, unchecked = table[table.ok.eq(False)], table[table.ok.isna()]
+    checked = len(table) - len(unchecked)
+    print(f"{checked - len(bad)} of {checked} checked within what is allowed"
+          + (f"; not checked: {', '.join(unchecked.quantity)}" if len(unchecked) else '')
+          + (f"; off: {', '.join(bad.quantity)}" if len(bad) else ''))
     return 1 if len(bad) else 0
 
 def results_cli(argv=None):
