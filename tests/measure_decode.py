@@ -81,8 +81,9 @@ def main(argv=None):
     chirp = labels['Chirp_Present'].to_numpy().astype(bool) if 'Chirp_Present' in labels else np.ones(len(labels), bool)
     true = target_array(labels[chirp], TARGETS)
     out, net_s = maps(model, src, idx)
-    T = inspect.signature(joint_bins).parameters['temperature'].default
-    default = f'joint (default: k 6, ridge 0.2, window 4, temperature {T:g})'
+    d = {n: v.default for n, v in inspect.signature(joint_bins).parameters.items()}   # the joint reading's defaults
+    T = d['temperature']
+    default = f"joint (default: k {d['k']}, ridge {d['ridge_weight']:g}, window {d['window']}, temperature {T:g})"
     readings = {'marginal': decode_bins, default: joint_bins}
     if a.grid:
         readings['joint (temperature 1)'] = lambda o: joint_bins(o, temperature=1.0)
