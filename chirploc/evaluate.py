@@ -23,9 +23,9 @@ from .model import CLASS_TARGETS, ChirpLocalizer, prediction_items
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
 # %% auto #0
-__all__ = ['REFINED', 'roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'default_model_dir', 'load_localizer',
-           'refine', 'evaluate_localizer', 'with_noise_levels', 'prediction_table', 'error_frame', 'describe_chirp',
-           'format_report', 'evaluate_parser', 'evaluate_cli', 'predict_parser', 'predict_cli']
+__all__ = ['REFINED', 'REFINE_CANDIDATES', 'roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'default_model_dir',
+           'load_localizer', 'refine', 'evaluate_localizer', 'with_noise_levels', 'prediction_table', 'error_frame',
+           'describe_chirp', 'format_report', 'evaluate_parser', 'evaluate_cli', 'predict_parser', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c006
 def _scored(score, present) -> tuple[np.ndarray, np.ndarray]:
@@ -91,17 +91,24 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
 
 # %% ../nbs/05_evaluate.ipynb #05c013
 REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
+REFINE_CANDIDATES = 8  # a heatmap network's best states offered to the refinement (it searches from the two that fit best)
 
-def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False) -> pd.DataFrame:
+def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None) -> pd.DataFrame:
     "Predicted labels (physical units, as `predict` gives them) refined by the likelihood (05d_limit) from each one; samples called chirp-free stay."
+    "`candidates`: the model's other likely states (N, m, 5) (a heatmap network's; `predict(..., candidates=m)` puts them in"
+    "`.attrs['candidates']`, taken from `pred` when not given): the two that fit the spectrogram best are searched from too."
     from chirploc.limit import LimitEstimator  # the limit chapter comes later: imported when refining
     missing = [c for c in REFINED if c not in pred]
     if missing: raise ValueError(f"refinement starts from a whole chirp: the predictions lack {missing}; use a model that "
                                  "predicts them (the default model does)")
     out = pred.reset_index(drop=True).copy()
     keep = out[PRESENCE].astype(bool).to_numpy() if PRESENCE in out else np.ones(len(out), bool)
+    if candidates is None: candidates = pred.attrs.get('candidates')
+    if candidates is not None and len(candidates) != len(out):
+        raise ValueError(f"candidates has {len(candidates)} rows for {len(out)} predictions")
     if keep.any():
-        r = LimitEstimator(kind=kind).refine(np.asarray(S)[keep], out.loc[keep, list(REFINED)].reset_index(drop=True), progress=progress)
+        r = LimitEstimator(kind=kind).refine(np.asarray(S)[keep], out.loc[keep, list(REFINED)].reset_index(drop=True), progress=progress,
+                                             candidates=None if candidates is None else np.asarray(candidates)[keep])
         for c in REFINED: out.loc[keep, c] = r[c].to_numpy()
     return out
 
@@ -117,7 +124,8 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
     if missing: raise DataError(f"{getattr(src, 'path', src)}: labels lack {missing}, which the model predicts")
     ds = ChirpDataset(src, targets, model.config.input_format, model.scaler, indices=idx, cache=cache, workers=workers)
     dev = next(model.parameters()).device
-    out = timed_pass(model, make_loader(ds, batch_size=batch_size, workers=workers), device=dev)
+    out = timed_pass(model, make_loader(ds, batch_size=batch_size, workers=workers), device=dev,
+                     candidates=REFINE_CANDIDATES if refine_with_likelihood else 0)
     thr = model.config.presence_threshold if threshold is None else threshold  # a detector's operating point
     report = dict(targets=regression_report(out['pred'], out['true'], targets, thr),
                   inference=dict(images=int(out['n']), seconds=float(out['seconds']),
@@ -126,7 +134,8 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
                   loading=dict(seconds=float(out['load_seconds']), cached=ds._cache_path is not None))
     preds = with_noise_levels(prediction_table(out['pred'], out['true'], targets, ds.labels), src)
     if refine_with_likelihood:  # the model's numbers stay in report['targets']; the refined ones beside them
-        ref, seconds = _refined(out['pred'], targets, thr, src, idx, progress)
+        ref, seconds = _refined(out['pred'], targets, thr, src, idx, progress, out.get('candidates'))
+        seconds += out.get('candidate_seconds', 0.0)
         pred_r = out['pred'].copy()
         for j, t in enumerate(targets):
             if t in REFINED: pred_r[:, j] = (ref[t] == 'exponential').to_numpy(float) if t == 'Chirp_Type' else ref[t].to_numpy(float)
@@ -138,14 +147,14 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
             if t in REFINED: preds[f'refined_{t}'] = pred_r[:, targets.index(t)]
     return report, preds
 
-def _refined(pred: np.ndarray, targets, threshold, src, idx, progress):
+def _refined(pred: np.ndarray, targets, threshold, src, idx, progress, candidates=None):
     "(refined labels, seconds of the search) for a localizer's predictions (physical units, class columns probabilities)."
     start = pd.DataFrame(pred, columns=targets)
     if 'Chirp_Type' in start: start['Chirp_Type'] = np.where(start.Chirp_Type > 0.5, 'exponential', 'linear')
     if PRESENCE in start: start[PRESENCE] = start[PRESENCE] >= threshold
     S = np.stack([src.matrix(int(i)) for i in idx])  # arrays as generated; figures read back through the colour map
     t0 = time.perf_counter()
-    ref = refine(start, S, 'figure' if src.kind == 'png' else 'array', progress)
+    ref = refine(start, S, 'figure' if src.kind == 'png' else 'array', progress, candidates)
     return ref, time.perf_counter() - t0
 
 def with_noise_levels(table: pd.DataFrame, src) -> pd.DataFrame:
@@ -272,11 +281,11 @@ def predict_cli(argv=None):
         for p in a.inputs:
             if str(p).endswith('.npy'):
                 x = np.load(p, allow_pickle=False)
-                d = m.predict(x, batch_size=a.batch_size)
+                d = m.predict(x, batch_size=a.batch_size, candidates=REFINE_CANDIDATES if a.refine else 0)
                 if a.refine: d = refine(d, x.reshape(-1, *x.shape[-2:]), 'array')  # the raw matrices: the generator's scale
                 d.insert(0, 'file', [p] if x.ndim == 2 else [f"{p}[{i}]" for i in range(len(d))])
             else:
-                d = m.predict(p, batch_size=a.batch_size)
+                d = m.predict(p, batch_size=a.batch_size, candidates=REFINE_CANDIDATES if a.refine else 0)
                 if a.refine: d = refine(d, [figure_to_matrix(it) for _, it in prediction_items(p)], 'figure')
             parts.append(d)
         df = pd.concat(parts, ignore_index=True)

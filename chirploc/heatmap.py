@@ -20,8 +20,8 @@ from .generate import (CHIRP_TYPES, LABEL_COLUMNS, PRESENCE, GeneratorConfig, ch
 
 # %% auto #0
 __all__ = ['HEATMAP_TARGETS', 'DECODERS', 'HeatConfig', 'whitening_matrix', 'HeatmapNet', 'encode_targets', 'heat_loss',
-           'decode_bins', 'joint_bins', 'heatmap_labels', 'check_heatmap_targets', 'localizer_outputs',
-           'localizer_loss']
+           'decode_bins', 'joint_bins', 'joint_candidates', 'heatmap_labels', 'check_heatmap_targets',
+           'localizer_outputs', 'localizer_loss']
 
 # %% ../nbs/03c_heatmap.ipynb #03cc006
 HEATMAP_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # its targets are built from all of these
@@ -167,15 +167,10 @@ def _peaks(lp: torch.Tensor, k: int):
     top = torch.where(lp == F.max_pool2d(lp[:, None], 3, 1, 1)[:, 0], lp, -torch.inf).flatten(1).topk(k, 1)
     return (top.indices // T).numpy(), (top.indices % T).numpy(), top.values.numpy()
 
-@torch.no_grad()
-def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4, temperature: float = 9.0,
-               cfg: GeneratorConfig | None = None) -> dict:
-    "Bins read jointly: of the k strongest start and end peaks, the pair (and type) the generator can draw that maximizes both"
-    "cells' log-probabilities + `ridge_weight` x the ridge map's along the pair's own ridge + log P(type); each chosen cell then"
-    "refined by its map's marginals within `window` cells. type_p: P(exponential) of the chosen pair, its two types' score"
-    "difference divided by `temperature` (calibration; the choice is unchanged). Like `decode_bins`."
-    cfg = cfg or GeneratorConfig()
-    sp, res = BinSpace.of(cfg), decode_bins(out)            # the marginal reading: where no pair is drawable, and P(chirp)
+def _joint_scores(out: dict, k: int, ridge_weight: float, cfg: GeneratorConfig):
+    "Every pair of the k strongest start and end peaks, with either type: states (B, k, k, 2, 5) as (a, L, fs, fe, expo), their"
+    "scores (B, k, k, 2; -inf where the generator cannot draw the pair), the peaks, and the start and end log-probability maps."
+    sp = BinSpace.of(cfg)
     lp = {key: out[key].float().cpu().flatten(1).log_softmax(-1).view_as(out[key]) for key in ('start', 'end')}
     B, F_, T = lp['start'].shape
     (sf, sa, sv), (ef, el, ev) = _peaks(lp['start'], k), _peaks(lp['end'], k)
@@ -193,6 +188,20 @@ def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4
     tl = out['type'].float().cpu().numpy().astype(np.float64)
     log_type = np.stack([-np.logaddexp(0, tl), -np.logaddexp(0, -tl)], 1)[:, None, None]
     score = np.where(ok, sv[:, :, None, None] + ev[:, None, :, None] + ridge_weight * on_ridge.sum(1).reshape(shp) + log_type, -np.inf)
+    states = np.stack(np.broadcast_arrays(a, L, fs, fe, expo), -1)
+    return states, score, ((sf, sa), (ef, el)), lp
+
+@torch.no_grad()
+def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4, temperature: float = 9.0,
+               cfg: GeneratorConfig | None = None) -> dict:
+    "Bins read jointly: of the k strongest start and end peaks, the pair (and type) the generator can draw that maximizes both"
+    "cells' log-probabilities + `ridge_weight` x the ridge map's along the pair's own ridge + log P(type); each chosen cell then"
+    "refined by its map's marginals within `window` cells. type_p: P(exponential) of the chosen pair, its two types' score"
+    "difference divided by `temperature` (calibration; the choice is unchanged). Like `decode_bins`."
+    cfg = cfg or GeneratorConfig()
+    res = decode_bins(out)                                   # the marginal reading: where no pair is drawable, and P(chirp)
+    _, score, ((sf, sa), (ef, el)), lp = _joint_scores(out, k, ridge_weight, cfg)
+    B, shp = len(score), score.shape
     b, found = np.arange(B), np.isfinite(score.reshape(B, -1).max(1))
     i_s, i_e, _ = np.unravel_index(score.reshape(B, -1).argmax(1), shp[1:])
     pair = score[b, i_s, i_e]                                # (B, 2): the chosen cells, each type
@@ -205,6 +214,17 @@ def joint_bins(out: dict, k: int = 6, ridge_weight: float = 0.2, window: int = 4
             win = P[n, f0:pf[n, i[n]] + window + 1, t0:pt[n, i[n]] + window + 1]
             res[fk][n], res[tk][n] = f0 + win.sum(1).argmax(), t0 + win.sum(0).argmax()
     return res
+
+@torch.no_grad()
+def joint_candidates(out: dict, m: int = 8, k: int = 6, ridge_weight: float = 0.2, cfg: GeneratorConfig | None = None) -> np.ndarray:
+    "The m best states (B, m, 5), as (a, L, fs, fe, expo), of the joint reading's pairs, best first: where the maps see a chirp,"
+    "for a search that checks them against the spectrogram itself (05d_limit). Rows past a sample's drawable pairs are -1."
+    cfg = cfg or GeneratorConfig()
+    states, score, _, _ = _joint_scores(out, k, ridge_weight, cfg)
+    B = len(score)
+    o = np.argsort(-score.reshape(B, -1), 1, kind='stable')[:, :m]
+    best = np.take_along_axis(states.reshape(B, -1, 5), o[..., None], 1).astype(np.int64)
+    return np.where(np.isfinite(np.take_along_axis(score.reshape(B, -1), o, 1))[..., None], best, -1)
 
 DECODERS = dict(joint=joint_bins, marginal=decode_bins)
 

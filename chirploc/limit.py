@@ -381,7 +381,8 @@ class LimitEstimator:
     "The maximum-likelihood localizer: the integer bins (and type) whose ridge best explains each spectrogram, searched from the"
     "ridge tracker's run and the strongest two-column ridges, and the posterior-mean labels of those bins."
     def __init__(self, cfg: GeneratorConfig | None = None, kind: str = 'array', treatment: str = 'auto', pairs: int = 3,
-                 screen: int = 16, rescue: int = 4, batch_size: int = 128, tracker: RidgeTracker | None = None):
+                 screen: int = 16, rescue: int = 4, batch_size: int = 128, tracker: RidgeTracker | None = None,
+                 keep_candidates: int = 2):
         if kind not in ('array', 'figure'): raise ValueError(f"kind must be 'array' or 'figure', not {kind!r}")
         if treatment == 'auto': treatment = 'gls' if kind == 'figure' else 'invert'
         if treatment not in TREATMENTS: raise ValueError(f"treatment must be one of {('auto',) + TREATMENTS}, not {treatment!r}")
@@ -389,6 +390,7 @@ class LimitEstimator:
             raise ValueError("treatment 'gls' is for figures; on arrays 'invert' is already the exact likelihood")
         self.cfg = cfg or GeneratorConfig()
         self.kind, self.treatment, self.pairs, self.screen, self.rescue = kind, treatment, pairs, screen, rescue
+        self.keep_candidates = keep_candidates
         self.batch_size, self.tracker = batch_size, tracker or RidgeTracker(cfg=self.cfg)
         self.shapes = ridge_shapes(self.cfg)
         self.gls = FigureGLS(self.cfg) if treatment == 'gls' else None
@@ -433,8 +435,9 @@ class LimitEstimator:
         obj = _Objective('affine', g11=gamma, g12=c['Go'].mean((1, 2)), a22=c['a22'], b2=c['b2'])
         return _Images(c['Gv'], self.shapes), obj
 
-    def _starts(self, S, images, start, seeds):
-        "Start states and their samples: the tracker's run (both types) and the best two-column ridges, and/or given states."
+    def _starts(self, S, images, start, seeds, candidates=None, search=None):
+        "Start states and their samples: the tracker's run (both types) and the best two-column ridges, and/or given states;"
+        "and of given candidate states (B, m, 5; rows of -1: none), the `keep_candidates` that fit best (exact objective)."
         B, out = len(S), []
         if seeds:
             ts = self.tracker.bins(S, self.cfg)
@@ -443,13 +446,23 @@ class LimitEstimator:
                 ps = pair_seeds(images, self.shapes, self.pairs)
                 out += [np.c_[ps[:, j], np.zeros(B, np.int64)] for j in range(self.pairs)]
         if start is not None: out += [np.c_[start[:, :4], np.full(B, e, np.int64)] for e in (0, 1)]
-        return self.shapes.space.clip(np.concatenate(out)), np.tile(np.arange(B), len(out))
+        st, owner = self.shapes.space.clip(np.concatenate(out)), np.tile(np.arange(B), len(out))
+        if candidates is None or not self.keep_candidates: return st, owner
+        cand = np.asarray(candidates, np.int64)
+        if cand.ndim != 3 or cand.shape[0] != B or cand.shape[2] != 5:
+            raise ValueError(f"candidates must be states (B, m, 5) for {B} spectrograms, got shape {cand.shape}")
+        none = (cand < 0).any(-1)
+        J = np.where(none, np.inf, search.exact(np.arange(B), np.where(none[..., None], 0, cand)))
+        best = np.argsort(J, 1, kind='stable')[:, :self.keep_candidates]
+        take = np.isfinite(np.take_along_axis(J, best, 1))                      # (B, keep): a drawable candidate
+        kept = np.take_along_axis(cand, best[..., None], 1)[take]
+        return np.concatenate([st, self.shapes.space.clip(kept)]), np.concatenate([owner, np.nonzero(take)[0]])
 
-    def _batch(self, S, start=None, seeds=True):
+    def _batch(self, S, start=None, seeds=True, candidates=None):
         "The best states (B, 5) of a batch, their objective, the model's constants, and the number of exact evaluations."
         (images, obj), c = self._setup(S)
         search = _Search(images, obj, self.shapes, self.screen)
-        st, owner = self._starts(S, images, start, seeds)
+        st, owner = self._starts(S, images, start, seeds, candidates, search)
         st, J = search.run(st, owner)
         if self.rescue: st, J, owner = search.rescue(st, J, owner, self.rescue)
         if self.gls is not None: return (*self._gls_refine(S, st, J, owner, c), search.evals)
@@ -522,11 +535,13 @@ class LimitEstimator:
         "(columns true_objective, true_loglik: the search failed where the truth fits better than the answer)."
         return self._run(S, start, seeds=True, progress=progress, truth=truth)
 
-    def refine(self, S, start_labels: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
-        "The likelihood's nearest optimum from a localizer's predicted labels (one row per spectrogram), without other seeds."
-        return self._run(S, start_labels, seeds=False, progress=progress)
+    def refine(self, S, start_labels: pd.DataFrame, progress: bool = True, candidates=None) -> pd.DataFrame:
+        "The likelihood's nearest optimum from a localizer's predicted labels (one row per spectrogram), without other seeds;"
+        "`candidates` (B, m, 5): more states the localizer found likely (a heatmap network's `joint_candidates`), of which the"
+        "`keep_candidates` that fit best are searched from as well."
+        return self._run(S, start_labels, seeds=False, progress=progress, candidates=candidates)
 
-    def _run(self, S, start, seeds, progress, truth=None):
+    def _run(self, S, start, seeds, progress, truth=None, candidates=None):
         from tqdm.auto import tqdm
         S = self._check(S)
         st0 = tru = None
@@ -541,7 +556,8 @@ class LimitEstimator:
             for s in range(0, len(S), self.batch_size):
                 Sb = S[s:s + self.batch_size]
                 sb = None if st0 is None else st0[s:s + self.batch_size]
-                best, J, c, ev = self._batch(Sb, sb, seeds)
+                cb = None if candidates is None else np.asarray(candidates)[s:s + self.batch_size]
+                best, J, c, ev = self._batch(Sb, sb, seeds, cb)
                 part = self._frame(Sb, best, c); evals += ev
                 if tru is not None:  # not the estimator's work: left out of its time
                     t1 = time.perf_counter()

@@ -529,16 +529,19 @@ def prepare(self: ChirpLocalizer, item) -> torch.Tensor:
 @patch
 @torch.no_grad()
 def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, progress: bool = False,
-            threshold: float | None = None) -> pd.DataFrame:
+            threshold: float | None = None, candidates: int = 0) -> pd.DataFrame:
     "Chirp parameters in physical units (one column per target; `file` for file inputs) for `inputs` (see above)."
+    "`candidates` > 0: a heatmap network's best states per input too, in `.attrs['candidates']` (N, candidates, 5), for `refine`."
     from tqdm.auto import tqdm
     items = prediction_items(inputs)
     device = torch.device(device) if device is not None else next(self.parameters()).device
     self.eval()
-    out = []
+    out, cands = [], []
     for i in tqdm(range(0, len(items), batch_size), desc='predict', disable=not progress):
         x = torch.stack([self.prepare(it) for _, it in items[i:i + batch_size]]).to(device)
-        out.append(self.decode(self(x)).float().cpu())
+        o = self(x)
+        out.append(self.decode(o).float().cpu())
+        if candidates: cands.append(self.candidates(o, candidates))
     y = self.destandardize(torch.cat(out).numpy().astype(np.float64)) if out else np.zeros((0, self.config.n_outputs))
     df = pd.DataFrame(y, columns=list(self.config.targets))
     for t in CLASS_TARGETS:  # the class, and its probability beside it
@@ -550,6 +553,7 @@ def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, pro
         if 'Chirp_Type' in df: df.loc[~df[PRESENCE], ['Chirp_Type', 'Chirp_Type_prob']] = ['', np.nan]
     names = [n for n, _ in items]
     if any(n is not None for n in names): df.insert(0, 'file', names)
+    if cands and cands[0] is not None: df.attrs['candidates'] = np.concatenate(cands)
     return df
 
 # %% ../nbs/03_model.ipynb #03c043
@@ -567,6 +571,14 @@ def decode(self: ChirpLocalizer, out) -> torch.Tensor:
     if not isinstance(out, dict): return out
     from chirploc.heatmap import localizer_outputs
     return localizer_outputs(self, out)
+
+@patch
+def candidates(self: ChirpLocalizer, out, m: int = 8):
+    "The m states (B, m, 5) as (a, L, fs, fe, expo) that a heatmap network's maps rank best (03c_heatmap's `joint_candidates`),"
+    "for a refinement to check against the spectrogram; None for a backbone that regresses the labels (it has no maps)."
+    if not isinstance(out, dict): return None
+    from chirploc.heatmap import joint_candidates
+    return joint_candidates(out, m)
 
 @patch
 def loss(self: ChirpLocalizer, pred, y: torch.Tensor) -> torch.Tensor:

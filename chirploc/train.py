@@ -118,25 +118,31 @@ def _sync(device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
 @torch.no_grad()
-def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None, forward=None) -> dict:
+def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None, forward=None, candidates: int = 0) -> dict:
     "One pass over `loader`: test loss, predictions and labels in physical units; `seconds` of model time, `load_seconds` of the rest."
+    "`candidates` > 0: a heatmap network's best `candidates` states per sample as well (`ChirpLocalizer.candidates`, for a"
+    "refinement), under `candidates`, their reading's time under `candidate_seconds` (not the model's)."
     device = device or next(model.parameters()).device
     forward = forward or model  # the module that runs the batches (e.g. compiled); `model` holds loss and label statistics
     model.eval()
     ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-    preds, labels, seconds, t_pass = [], [], 0.0, time.perf_counter()
+    preds, labels, cands, seconds, c_seconds, t_pass = [], [], [], 0.0, 0.0, time.perf_counter()
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         _sync(device); t0 = time.perf_counter()   # the inputs are decoded and on the device: from here on, the model
-        with ctx: p = model.decode(forward(x))  # decoding belongs to inference (a heatmap's argmax and bins)
+        with ctx: o = forward(x); p = model.decode(o)  # decoding belongs to inference (a heatmap's argmax and bins)
         _sync(device); seconds += time.perf_counter() - t0
         preds.append(p.float()); labels.append(y)
+        if candidates:
+            t0 = time.perf_counter(); cands.append(model.candidates(o, candidates)); c_seconds += time.perf_counter() - t0
     preds = torch.cat(preds).cpu()
     wall = time.perf_counter() - t_pass
     labels = torch.cat(labels).float()
     loss = model.loss(preds, labels).item()
-    return dict(loss=loss, pred=model.destandardize(preds.numpy()), true=model.destandardize(labels.numpy(), logits=False),
-                seconds=seconds, load_seconds=max(0.0, wall - seconds), n=len(labels))
+    res = dict(loss=loss, pred=model.destandardize(preds.numpy()), true=model.destandardize(labels.numpy(), logits=False),
+               seconds=seconds, load_seconds=max(0.0, wall - seconds - c_seconds), n=len(labels))
+    if candidates and cands and cands[0] is not None: res.update(candidates=np.concatenate(cands), candidate_seconds=c_seconds)
+    return res
 
 def pearson_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     "Pearson correlation per column of two (N, k) arrays (NaN where a column is constant); rows with a NaN label are left out."

@@ -117,3 +117,40 @@ def test_default_model_says_no_chirp_on_noise(tmp_path):
         assert 'chirp starting at' in line and 'lasting' in line and 'with probability' in line, line
     row = json.loads(run('predict', str(folder / 'spectrogram_3.png'), '--json').stdout)
     assert row['Chirp_Present'] is False or row['Chirp_Present'] in (0, False), row
+
+
+def test_refine_searches_from_the_heatmap_candidates(tmp_path):
+    "predict(candidates=m) hands the default model's ranked states to refine, which searches from them as well as from the"
+    "answer: its fit is never worse than the answer's alone (a superset of starts, each searched on its own)."
+    from chirploc.bins import bins_from_labels
+    from chirploc.evaluate import REFINE_CANDIDATES, load_localizer, refine
+    from chirploc.generate import generate_batch
+    from chirploc.limit import LimitEstimator
+    S, lab = generate_batch(range(16), seed=21)
+    d = load_localizer(None, 'cpu').predict(S.astype(np.float32), candidates=REFINE_CANDIDATES)
+    c = d.attrs['candidates']
+    assert c.shape == (16, REFINE_CANDIDATES, 5) and c.dtype == np.int64
+    bare = d.copy(); bare.attrs = {}
+    helped, alone = refine(d, S), refine(bare, S)
+    fit = lambda r: LimitEstimator().score(S, bins_from_labels(r))['objective']
+    chirp = d.Chirp_Present.to_numpy(bool)
+    assert (fit(helped)[chirp] <= fit(alone)[chirp] + 1e-9).all()
+    with pytest.raises(ValueError, match='candidates has 5 rows for 16 predictions'):
+        refine(d, S, candidates=c[:5])
+    np.save(tmp_path / 'three.npy', S[:3].astype(np.float32))
+    p = run('predict', str(tmp_path / 'three.npy'), '--refine', '--json')
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert len(rows) == 3 and all(r['file'].startswith(str(tmp_path / 'three.npy')) for r in rows)
+
+
+def test_evaluate_refined_beside_the_model(tmp_path):
+    "evaluate --refine: the model's numbers unchanged, the refined ones (with the candidates' reading in their time) apart."
+    from chirploc.evaluate import evaluate_localizer
+    folder = write_dataset(tmp_path / 'arr', 12, seed=5, format='array', progress=False)
+    plain, _ = evaluate_localizer(None, folder)
+    report, table = evaluate_localizer(None, folder, refine_with_likelihood=True)
+    assert report['targets'] == plain['targets']
+    assert set(report['refined']['targets']) == set(plain['targets'])
+    assert report['refined']['inference']['seconds'] > report['inference']['seconds']
+    assert {'refined_Chirp_Start_Time', 'refined_Chirp_Type'} <= set(table.columns)
