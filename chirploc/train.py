@@ -59,7 +59,7 @@ class TrainConfig(Config):
     seed: int = option(0, 'seeds the initial weights, the shuffling and dropout; epoch e follows from (seed, e)')
     workers: int | None = option(None, 'data loader worker processes (default: one per core but one, at most 8)')
     eval_batch_size: int | None = option(None, 'batch size of the test pass (default: max(256, batch_size))')
-    fresh_samples: bool = option(False, 'synthetic data: a new training set from the generator every epoch')
+    fresh_samples: bool = option(False, 'a new training set from the generator every epoch (synthetic data, or past the end of a generated array folder)')
     compile: bool = option(False, 'torch.compile the model (a GPU speed-up; compiling takes a minute)')
     time_limit: float | None = option(None, 'minutes: pause after the epoch that passes this (rerun with resume to go on)')
     progress: bool = option(True, 'progress bars')
@@ -420,10 +420,18 @@ def make_datasets(data=None, synthetic: int = 0, targets=None, input_format='rgb
         scaler = LabelScaler.fit(pd.concat([test_src.labels, train_src.labels]), targets)
         return (ChirpDataset(train_src, targets, input_format, scaler), ChirpDataset(test_src, targets, input_format, scaler),
                 scaler)
-    if fresh_samples: raise ValueError("fresh_samples needs synthetic data")
     folders = [data] if isinstance(data, (str, os.PathLike)) else list(data or [])
     sources = [SyntheticSource(int(synthetic), data_seed)] if synthetic else [open_source(f) for f in folders]
     scaler = LabelScaler.fit(pd.concat([s.labels for s in sources]), targets)  # all labels, as the paper
+    if fresh_samples:  # a generator-made array folder: its test split, and fresh samples of its seed beyond its last index
+        s = sources[0]
+        if len(sources) != 1 or s.kind != 'array' or 'seed' not in (getattr(s, 'meta', None) or {}):
+            raise ValueError(f"fresh_samples needs synthetic data or one array folder made by `chirploc generate --format array` "
+                             f"(its seed and settings draw the fresh samples); got {', '.join(map(str, folders))}")
+        train_idx, test_idx = paper_split(len(s))
+        fresh = SyntheticSource(len(train_idx), int(s.meta['seed']), offset=len(s), cfg=s.cfg)
+        return (ChirpDataset(fresh, targets, input_format, scaler),
+                ChirpDataset(s, targets, input_format, scaler, cache=cache, workers=workers).subset(test_idx), scaler)
     train_parts, test_parts = [], []
     for s in sources:
         ds = ChirpDataset(s, targets, input_format, scaler, cache=cache if not synthetic else None, workers=workers)
