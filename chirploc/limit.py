@@ -435,16 +435,17 @@ class LimitEstimator:
         obj = _Objective('affine', g11=gamma, g12=c['Go'].mean((1, 2)), a22=c['a22'], b2=c['b2'])
         return _Images(c['Gv'], self.shapes), obj
 
-    def _starts(self, S, images, start, seeds, candidates=None, search=None):
-        "Start states and their samples: the tracker's run (both types) and the best two-column ridges, and/or given states;"
-        "and of given candidate states (B, m, 5; rows of -1: none), the `keep_candidates` that fit best (exact objective)."
-        B, out = len(S), []
+    def _starts(self, S, images, start, seeds, candidates=None, search=None, pairs=None):
+        "Start states and their samples: the tracker's run (both types, with `seeds`), the best `pairs` two-column ridges"
+        "(default `self.pairs`), given states; and of given candidate states (B, m, 5; rows of -1: none), the"
+        "`keep_candidates` that fit best (exact objective)."
+        B, out, pairs = len(S), [], self.pairs if pairs is None else pairs
         if seeds:
             ts = self.tracker.bins(S, self.cfg)
             out += [np.c_[ts, np.full(B, e, np.int64)] for e in (0, 1)]
-            if self.pairs:
-                ps = pair_seeds(images, self.shapes, self.pairs)
-                out += [np.c_[ps[:, j], np.zeros(B, np.int64)] for j in range(self.pairs)]
+        if pairs:
+            ps = pair_seeds(images, self.shapes, pairs)
+            out += [np.c_[ps[:, j], np.zeros(B, np.int64)] for j in range(pairs)]
         if start is not None: out += [np.c_[start[:, :4], np.full(B, e, np.int64)] for e in (0, 1)]
         st, owner = self.shapes.space.clip(np.concatenate(out)), np.tile(np.arange(B), len(out))
         if candidates is None or not self.keep_candidates: return st, owner
@@ -458,11 +459,11 @@ class LimitEstimator:
         kept = np.take_along_axis(cand, best[..., None], 1)[take]
         return np.concatenate([st, self.shapes.space.clip(kept)]), np.concatenate([owner, np.nonzero(take)[0]])
 
-    def _batch(self, S, start=None, seeds=True, candidates=None):
+    def _batch(self, S, start=None, seeds=True, candidates=None, pairs=None):
         "The best states (B, 5) of a batch, their objective, the model's constants, and the number of exact evaluations."
         (images, obj), c = self._setup(S)
         search = _Search(images, obj, self.shapes, self.screen)
-        st, owner = self._starts(S, images, start, seeds, candidates, search)
+        st, owner = self._starts(S, images, start, seeds, candidates, search, pairs)
         st, J = search.run(st, owner)
         if self.rescue: st, J, owner = search.rescue(st, J, owner, self.rescue)
         if self.gls is not None: return (*self._gls_refine(S, st, J, owner, c), search.evals)
@@ -535,13 +536,13 @@ class LimitEstimator:
         "(columns true_objective, true_loglik: the search failed where the truth fits better than the answer)."
         return self._run(S, start, seeds=True, progress=progress, truth=truth)
 
-    def refine(self, S, start_labels: pd.DataFrame, progress: bool = True, candidates=None) -> pd.DataFrame:
-        "The likelihood's nearest optimum from a localizer's predicted labels (one row per spectrogram), without other seeds;"
-        "`candidates` (B, m, 5): more states the localizer found likely (a heatmap network's `joint_candidates`), of which the"
-        "`keep_candidates` that fit best are searched from as well."
-        return self._run(S, start_labels, seeds=False, progress=progress, candidates=candidates)
+    def refine(self, S, start_labels: pd.DataFrame, progress: bool = True, candidates=None, pairs: int = 1) -> pd.DataFrame:
+        "The likelihood's optimum searched from a localizer's predicted labels (one row per spectrogram) and from the `pairs`"
+        "best two-column ridges (no tracker); `candidates` (B, m, 5): more states the localizer found likely (a heatmap"
+        "network's `joint_candidates`), of which the `keep_candidates` that fit best are searched from as well."
+        return self._run(S, start_labels, seeds=False, progress=progress, candidates=candidates, pairs=pairs)
 
-    def _run(self, S, start, seeds, progress, truth=None, candidates=None):
+    def _run(self, S, start, seeds, progress, truth=None, candidates=None, pairs=None):
         from tqdm.auto import tqdm
         S = self._check(S)
         st0 = tru = None
@@ -557,7 +558,7 @@ class LimitEstimator:
                 Sb = S[s:s + self.batch_size]
                 sb = None if st0 is None else st0[s:s + self.batch_size]
                 cb = None if candidates is None else np.asarray(candidates)[s:s + self.batch_size]
-                best, J, c, ev = self._batch(Sb, sb, seeds, cb)
+                best, J, c, ev = self._batch(Sb, sb, seeds, cb, pairs)
                 part = self._frame(Sb, best, c); evals += ev
                 if tru is not None:  # not the estimator's work: left out of its time
                     t1 = time.perf_counter()

@@ -1,9 +1,9 @@
 """How far the likelihood takes a heatmap localizer's estimates (nbs/05d_limit.ipynb, `refine`): the model alone, the
-local refinement from its answer (keep_candidates 0), and the refinement that also searches from the best of the network's
-ranked candidates (`joint_candidates`, the default), beside the maximum-likelihood limit on the same samples. The network
+local refinement from its answer alone, and the refinement that also searches from the image's best two-column ridge
+and from the best of the network's ranked candidates (`joint_candidates`; both, the default), beside the maximum-likelihood limit on the same samples. The network
 runs once; every refinement starts from the same answers. Writes refine_<data>_<split>.{json,md} to --out.
 
-The candidates' settings were chosen on fresh samples, never on a test split:
+The settings were chosen on fresh samples, never on a test split:
 
     chirploc generate --n 5000 --format array --seed 11 --p_empty 0.1 --out runs/val11
     python tests/measure_refine.py --data runs/val11 --split all --out figures/experiments/refine
@@ -62,17 +62,19 @@ def main(argv=None):
     S = np.stack([src.matrix(int(i)) for i in idx])[chirp]  # refined where a chirp is: the chirp-free samples are not the question here
     start, truth = pred[chirp].reset_index(drop=True), labels[chirp].reset_index(drop=True)
     n = int(chirp.sum())
-    settings = {'refined from the answer alone (keep_candidates 0)': (0, 0),
-                f'refined, + the best 2 of {REFINE_CANDIDATES} candidates (default)': (REFINE_CANDIDATES, 2)}
-    if a.grid: settings.update({'refined, + the best 1 of 8 candidates': (8, 1), 'refined, + the best 4 of 8 candidates': (8, 4),
-                                'refined, + the best 2 of 16 candidates': (16, 2)})
+    settings = {'refined from the answer alone (no ridge seed, no candidates)': (0, 0, 0),
+                'refined, + the best two-column ridge': (0, 0, 1),
+                f'refined, + the best 2 of {REFINE_CANDIDATES} candidates': (REFINE_CANDIDATES, 2, 0),
+                f'refined, + the ridge, + the best 2 of {REFINE_CANDIDATES} candidates (default)': (REFINE_CANDIDATES, 2, 1)}
+    if a.grid: settings.update({'refined, + the ridge, + the best 2 of 16 candidates': (16, 2, 1),
+                                'refined, + the best 2 ridges, + the best 2 of 8 candidates': (8, 2, 2)})
     results = {'model alone': (start, net_s * n / len(idx))}
     w = slice(0, 256)                                             # warm-up, untimed: the table of ridge shapes grows as searches need them
     LimitEstimator(kind=kind).refine(S[w], start[list(REFINED)][w], progress=False, candidates=cands[chirp][w, :m_max])
-    for name, (m, keep) in settings.items():
+    for name, (m, keep, pairs) in settings.items():
         est = LimitEstimator(kind=kind, keep_candidates=keep)
         t0 = time.perf_counter()
-        r = est.refine(S, start[list(REFINED)], progress=False, candidates=cands[chirp][:, :m] if m else None)
+        r = est.refine(S, start[list(REFINED)], progress=False, candidates=cands[chirp][:, :m] if m else None, pairs=pairs)
         results[name] = (r, (net_s + cand_s * (m > 0)) * n / len(idx) + time.perf_counter() - t0)
     if a.limit:
         r = LimitEstimator(kind=kind)(S, progress=False, truth=truth)
