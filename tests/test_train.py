@@ -124,8 +124,11 @@ def test_fresh_samples(tmp_path):
     m2, h2 = train(synthetic=50, out_dir=tmp_path / 'b', epochs=2, fresh_samples=True, backbone='vit-micro', progress=False)
     pd.testing.assert_frame_equal(h1[SAME], h2[SAME], check_exact=True)
     assert json.loads((tmp_path / 'a' / 'data.json').read_text())['n_train'] == 40
-    with pytest.raises(ValueError, match='needs synthetic data'):
-        make_datasets(data='somewhere', fresh_samples=True)
+    # a PNG folder has no generator seed to draw fresh samples from: refused, naming the folder
+    from chirploc.generate import write_dataset
+    png = write_dataset(tmp_path / 'png', 10, seed=1, format='png', progress=False, workers=1)
+    with pytest.raises(ValueError, match=r'needs synthetic data.*png'):
+        make_datasets(data=png, fresh_samples=True)
 
 
 def test_folders_png_and_array(tmp_path):
