@@ -134,7 +134,7 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
                   loading=dict(seconds=float(out['load_seconds']), cached=ds._cache_path is not None))
     preds = with_noise_levels(prediction_table(out['pred'], out['true'], targets, ds.labels), src)
     if refine_with_likelihood:  # the model's numbers stay in report['targets']; the refined ones beside them
-        ref, seconds = _refined(out['pred'], targets, thr, src, idx, progress, out.get('candidates'))
+        ref, seconds = _refined(out['pred'], targets, src, idx, progress, out.get('candidates'))
         seconds += out.get('candidate_seconds', 0.0)
         pred_r = out['pred'].copy()
         for j, t in enumerate(targets):
@@ -147,11 +147,11 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
             if t in REFINED: preds[f'refined_{t}'] = pred_r[:, targets.index(t)]
     return report, preds
 
-def _refined(pred: np.ndarray, targets, threshold, src, idx, progress, candidates=None):
+def _refined(pred: np.ndarray, targets, src, idx, progress, candidates=None):
     "(refined labels, seconds of the search) for a localizer's predictions (physical units, class columns probabilities)."
     start = pd.DataFrame(pred, columns=targets)
     if 'Chirp_Type' in start: start['Chirp_Type'] = np.where(start.Chirp_Type > 0.5, 'exponential', 'linear')
-    if PRESENCE in start: start[PRESENCE] = start[PRESENCE] >= threshold
+    start = start.drop(columns=[PRESENCE], errors='ignore')  # every sample refined: a missed chirp is still scored where it is
     S = np.stack([src.matrix(int(i)) for i in idx])  # arrays as generated; figures read back through the colour map
     t0 = time.perf_counter()
     ref = refine(start, S, 'figure' if src.kind == 'png' else 'array', progress, candidates)

@@ -467,23 +467,35 @@ def _baseline_column(b: dict, name: str) -> dict:
 _NOT_RECIPE = ('seed', 'out_dir', 'work_dir', 'progress', 'device', 'workers', 'limit_n', 'refine', 'baselines', 'eval_train',
                'eval_batch_size', 'time_limit', 'compile')
 
-def _recipe(r: dict) -> str:
-    "What makes runs the same recipe (their results are shown as one column): the preset's settings with the run's applied,"
-    "less the seed, the folders and what only changes the evaluation (settings a run records none of take the preset's value)."
+def _recipe_settings(r: dict) -> dict:
+    "The settings that make a run's recipe: the preset's with the run's applied, less the seed, the folders and what only"
+    "changes the evaluation (settings a run records none of take the preset's value)."
     stored = r.get('config') or {}
     try: cfg = asdict(reproduce_config(r['preset'], **{k: v for k, v in stored.items() if k in OPTION_NAMES and k != 'preset'}))
     except (ValueError, TypeError, KeyError): cfg = dict(stored)   # a preset this version no longer has
-    cfg = {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
-    return json.dumps([r['preset'], r.get('backbone_requested'), cfg], sort_keys=True, default=str)
+    return {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
+
+def _recipe(r: dict) -> str:
+    "What makes runs the same recipe (their results are shown as one column)."
+    return json.dumps([r['preset'], r.get('backbone_requested'), _recipe_settings(r)], sort_keys=True, default=str)
+
+def _recipe_name(r: dict) -> str:
+    "'preset: backbone', then each training setting where the run departs from its preset ('ship: cnn-small, epochs=6')."
+    name = f"{r['preset']}: {r.get('backbone_requested') or r['backbone'].split(' (')[0]}"
+    try: preset = {k: v for k, v in asdict(reproduce_config(r['preset'])).items() if k not in _NOT_RECIPE}
+    except (ValueError, TypeError, KeyError): return name
+    same = lambda a, b: json.dumps(a, default=str) == json.dumps(b, default=str)   # a tuple read back from JSON is a list
+    changed = [f"{k}={v}" for k, v in _recipe_settings(r).items() if k != 'backbone' and k in preset and not same(preset[k], v)]
+    return ', '.join([name, *changed])
 
 def recipe_groups(results) -> dict:
-    "Runs (dicts or results.json paths) grouped by recipe: {'preset: backbone': [runs]}, in the order given."
+    "Runs (dicts or results.json paths) grouped by recipe: {'preset: backbone[, settings changed]': [runs]}, in the order given."
     runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
     groups = {}
     for r in runs: groups.setdefault(_recipe(r), []).append(r)
     names = {}
     for g in groups.values():
-        name = f"{g[0]['preset']}: {g[0].get('backbone_requested') or g[0]['backbone'].split(' (')[0]}"
+        name = _recipe_name(g[0])
         while name in names: name += "'"
         names[name] = g
     return names
