@@ -259,7 +259,8 @@ def fig_seed_spread(groups: dict, targets=DEFAULT_TARGETS, label: str = ''):
     "Pearson r and MAE per target for runs grouped by recipe ({name: [results dicts]}): a dot per seed, the mean as a bar, the references beside."
     plt = pyplot()
     names = list(groups)
-    fig, axes = plt.subplots(2, len(targets), figsize=(3.6 * len(targets), 2.2 + 0.45 * len(names) + 3.6), squeeze=False)
+    key_h = 0.3 + 0.17 * len(names)                             # the recipes' key under the panels, one line each
+    fig, axes = plt.subplots(2, len(targets), figsize=(3.6 * len(targets), 6.4 + key_h), squeeze=False)
     for j, t in enumerate(targets):
         for i, metric in enumerate(('pearson_r', 'mae')):
             ax, seen = axes[i, j], set()
@@ -276,15 +277,18 @@ def fig_seed_spread(groups: dict, targets=DEFAULT_TARGETS, label: str = ''):
                         ax.scatter([x + 0.34], [b['targets'][t][metric]], s=28, zorder=3, **style, label=None if key in seen else what)
                         seen.add(key)
             if metric == 'pearson_r' and t in PAPER['best_r']: ax.axhline(PAPER['best_r'][t], **PAPER_STYLE, label='paper (best epoch)')
-            ax.set_xticks(range(len(names)), names if i == 1 else [''] * len(names), rotation=30, ha='right', fontsize=8)
+            ax.set_xticks(range(len(names)), [str(k + 1) for k in range(len(names))], fontsize=8)   # numbered: the key below
             ax.set_xlim(-0.5, len(names) - 0.4)
             ax.set_title(target_label(t) if i == 0 else '', fontsize=10)
             ax.set_ylabel('Pearson r' if metric == 'pearson_r' else f"MAE ({TARGET_UNITS.get(t, '')})")
             ax.grid(alpha=0.3)
     for ax in axes[1]: ax.set_yscale('log')                     # the tracker and the limit are a decade apart
-    axes[0, 0].legend(fontsize=7, loc='best')
     fig.suptitle(_title('Spread over seeds: each recipe\'s runs, the ridge tracker and the limit', label), fontsize=11)
-    fig.tight_layout()
+    H = fig.get_figheight()
+    fig.tight_layout(rect=(0, key_h / H, 1, 1))
+    fig.text(0.02, 0.2 / H, '\n'.join(f"{k + 1}  {n} ({len(groups[n])} seed{'s' * (len(groups[n]) > 1)})" for k, n in enumerate(names)),
+             fontsize=8, va='bottom', ha='left')
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='lower right', bbox_to_anchor=(0.98, 0.2 / H), fontsize=8)
     return fig
 
 
