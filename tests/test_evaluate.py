@@ -154,3 +154,8 @@ def test_evaluate_refined_beside_the_model(tmp_path):
     assert set(report['refined']['targets']) == set(plain['targets'])
     assert report['refined']['inference']['seconds'] > report['inference']['seconds']
     assert {'refined_Chirp_Start_Time', 'refined_Chirp_Type'} <= set(table.columns)
+    # every sample is refined, also those the detector calls chirp-free: location is scored on every true chirp
+    _, none_called = evaluate_localizer(None, folder, refine_with_likelihood=True, threshold=1.01)
+    cols = [c for c in table.columns if c.startswith('refined_')]
+    assert np.allclose(none_called[cols].to_numpy(float), table[cols].to_numpy(float))
+    assert any(not np.allclose(table[c], table[c.replace('refined_', 'pred_')], atol=1e-3) for c in cols)  # it did move some
