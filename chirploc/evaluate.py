@@ -23,9 +23,10 @@ from .model import CLASS_TARGETS, ChirpLocalizer, prediction_items
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
 # %% auto #0
-__all__ = ['REFINED', 'REFINE_CANDIDATES', 'roc_auc', 'roc_curve', 'detection_report', 'regression_report', 'default_model_dir',
-           'load_localizer', 'refine', 'evaluate_localizer', 'with_noise_levels', 'prediction_table', 'error_frame',
-           'describe_chirp', 'format_report', 'evaluate_parser', 'evaluate_cli', 'predict_parser', 'predict_cli']
+__all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_METHOD', 'roc_auc', 'roc_curve', 'detection_report', 'regression_report',
+           'default_model_dir', 'load_localizer', 'refine', 'evaluate_localizer', 'with_noise_levels',
+           'prediction_table', 'error_frame', 'describe_chirp', 'format_report', 'evaluate_parser', 'evaluate_cli',
+           'predict_parser', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c006
 def _scored(score, present) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +93,8 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
 # %% ../nbs/05_evaluate.ipynb #05c013
 REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
 REFINE_CANDIDATES = 8  # a heatmap network's best states offered to the refinement (it searches from the two that fit best)
+REFINE_METHOD = ("the likelihood (05d_limit) searched from the answer (both types), the best 2 of 8 candidates and the "
+                 "image's best two-column ridge; evaluate: every sample")  # recorded with refined results: change it with the search
 
 def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None) -> pd.DataFrame:
     "Predicted labels (physical units, as `predict` gives them) refined by the likelihood (05d_limit) from each one; samples called chirp-free stay."

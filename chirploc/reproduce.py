@@ -23,7 +23,7 @@ from .baselines import evaluate_tracker
 from .core import add_options, atomic_write, coerce_option, device_name, git_commit, hub_reachable, option, save_figure, versions
 from .data import open_source
 from .detection import choose_threshold, detection_scores
-from .evaluate import evaluate_localizer
+from .evaluate import REFINE_METHOD, evaluate_localizer
 from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, fig_seed_spread, make_figures, markdown_table, run_marks
 from .generate import PRESENCE, GeneratorConfig, write_dataset
 from .bins import quantization_floor
@@ -230,7 +230,7 @@ def refined_report(cfg: ReproConfig, model, data) -> dict | None:
                                        refine_with_likelihood=True, progress=cfg.progress)
     table.to_csv(Path(cfg.work_dir) / 'eval' / 'predictions_test_refined.csv', index=False)
     return dict(n=report['inference']['images'], model=dict(targets=report['targets'], inference=report['inference']),
-                refined=report['refined'])
+                refined=report['refined'], method=REFINE_METHOD)
 
 def detection_thresholds(reports: dict) -> dict:
     "The operating point of each method that detects ({figure name: threshold}; 'model' first), for the detection figure."
@@ -438,12 +438,16 @@ def _run_column(runs: list) -> dict:
                                                            for t in DEFAULT_TARGETS if t in fcs[0]['targets']) + f" (n={fcs[0]['n']})")
         c['MAE on fresh figures'] = ' / '.join(_stat([fc['targets'][t]['mae'] for fc in fcs], '.2f')
                                               for t in DEFAULT_TARGETS if t in fcs[0]['targets'])
-    refs = [r['refined'] for r in runs if r.get('refined')]
-    if refs:
+    refd = [r for r in runs if r.get('refined')]
+    if refd:  # only the runs refined as the latest was: a refinement that changed is another estimator
+        method = max(refd, key=lambda r: r.get('created', '')).get('refined', {}).get('method')
+        refd = [r for r in refd if r['refined'].get('method') == method]
+        refs = [r['refined'] for r in refd]
         c.update(_metric_rows([x['refined'] for x in refs], prefix='refined: '))
+        which = '' if len(refd) == len(runs) else f"; seed {', '.join(str(r['seed']) for r in refd)} only"
         c['refined: inference'] = (f"{_stat([x['refined']['inference']['images_per_s'] for x in refs], '.0f')} img/s "
                                    f"({refs[0]['n']:,} test images; the model alone on them: "
-                                   f"{_stat([x['model']['inference']['images_per_s'] for x in refs], '.0f')} img/s)")
+                                   f"{_stat([x['model']['inference']['images_per_s'] for x in refs], '.0f')} img/s{which})")
     if len(runs) > 1: c['seeds'] = ', '.join(str(r['seed']) for r in runs)
     return c
 

@@ -9,7 +9,8 @@ The settings were chosen on fresh samples, never on a test split:
     python tests/measure_refine.py --data runs/val11 --split all --out figures/experiments/refine
 
 then the default checked on test samples (--data runs/ship/data --split test --n 1000 --no-grid) and on fresh figures
-(--data runs/ship-rb0/figure-check/data). About 2 to 5 minutes per 1,000 samples on 2 cores with the grid and the limit.
+(--data runs/ship-f2/figure-check: a reproduction writes its fresh figures there). About 2 to 5 minutes per 1,000
+samples on 2 cores with the grid and the limit.
 """
 import argparse
 import json

@@ -88,3 +88,25 @@ def test_failing_cell_fails_the_run_and_keeps_the_notebook(tmp_path):
     errors = [o for c in nb.cells for o in c.get('outputs', []) if o.get('output_type') == 'error']
     assert errors and 'no-such-backbone-anywhere' in ''.join(errors[0]['traceback'] + [errors[0]['evalue']])
     assert not (out / 'results.json').exists()
+
+
+def test_refined_rows_only_from_the_latest_refinement(tiny_run):
+    "Seeds of one recipe refined by different versions of the refinement are not averaged: the latest one's runs are shown."
+    import copy
+    _, out, _ = tiny_run
+    res = json.loads((out / 'results.json').read_text())
+    def refined_run(seed, created, mae, method=None):
+        r = copy.deepcopy(res)
+        r.update(seed=seed, created=created)
+        ref = copy.deepcopy(res['targets'])
+        for m in ref.values(): m['mae'] = mae
+        r['refined'] = dict(n=32, model=dict(targets=res['targets'], inference=res['inference']),
+                            refined=dict(targets=ref, inference=dict(res['inference'], images_per_s=10.0)))
+        if method: r['refined']['method'] = method
+        return r
+    old, new = refined_run(0, '2026-11-01T00:00:00+00:00', 9.0), refined_run(1, '2026-12-01T00:00:00+00:00', 1.0, 'v2')
+    col = results_table([old, new]).iloc[:, 1]  # the recipe's column (after the paper's)
+    assert col['refined: MAE start time (s)'] == '1.00'  # the new refinement's alone, not the mean 5.00 +- 5.66
+    assert 'seed 1 only' in col['refined: inference']
+    both = results_table([refined_run(0, '2026-11-01', 9.0, 'v2'), new]).iloc[:, 1]
+    assert both['refined: MAE start time (s)'].startswith('5.00') and 'only' not in both['refined: inference']
