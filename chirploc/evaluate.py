@@ -270,7 +270,7 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='print JSON (one object per input)')
     p.add_argument('--refine', action='store_true', help="refine each chirp by the likelihood (05d_limit), searched from the "
                    "model's estimate, its best other candidates and the image's strongest ridge (about as fast as the "
-                   "limit: 15 to 20 spectrograms a second on 2 cores)")
+                   "limit: 20 to 40 spectrograms a second on 2 cores)")
     p.add_argument('--batch_size', type=int, default=64, help='batch size')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, ...')
     return p
