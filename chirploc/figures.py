@@ -22,10 +22,10 @@ from .generate import GeneratorConfig
 from .model import CLASS_TARGETS
 
 # %% auto #0
-__all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'FIGURE_FILES', 'DETECTION_FILE', 'target_colors', 'target_label', 'run_marks',
-           'fig_loss', 'fig_correlations', 'fig_inference', 'fig_error_histograms', 'fig_scatter', 'pick_examples',
-           'example_table', 'fig_examples', 'fig_error_by_duration', 'fig_error_by_noise', 'fig_seed_spread',
-           'fig_sample_grid', 'markdown_table', 'make_figures']
+__all__ = ['PAPER', 'TARGET_NAMES', 'PAPER_STYLE', 'DURATION_BINS', 'FIGURE_FILES', 'DETECTION_FILE', 'target_colors',
+           'target_label', 'run_marks', 'fig_loss', 'fig_correlations', 'fig_inference', 'fig_error_histograms',
+           'fig_scatter', 'pick_examples', 'example_table', 'fig_examples', 'median_error', 'fig_error_by_duration',
+           'fig_error_by_noise', 'fig_seed_spread', 'fig_sample_grid', 'markdown_table', 'make_figures']
 
 # %% ../nbs/06_figures.ipynb #06c006
 # what the paper reports (its Figs. 3 to 8; README, "The method, in facts"): reference marks only, never results of this code
@@ -225,6 +225,14 @@ def fig_examples(examples: pd.DataFrame, source, cfg: GeneratorConfig | None = N
     return fig
 
 # %% ../nbs/06_figures.ipynb #06c030
+DURATION_BINS = (0, 2, 4, 7, 10, 15)                          # chirp duration (s): the bins of error_by_duration.png
+
+def median_error(tab: pd.DataFrame, by: str, bins, targets=DEFAULT_TARGETS) -> pd.DataFrame:
+    "Median |error| of a prediction table per bin of column `by` (rows, '0-2', ...) and per target (columns); NaN: an empty bin."
+    cut = pd.cut(tab[by], bins)
+    med = pd.DataFrame({t: tab[f'err_{t}'].abs().groupby(cut, observed=False).median() for t in targets if f'err_{t}' in tab})
+    return med.set_axis([f'{iv.left:g}-{iv.right:g}' for iv in med.index])
+
 def _fig_median_error(tables: dict, by: str, bins, xlabel: str, title: str, targets=DEFAULT_TARGETS, label: str = ''):
     "Median |error| per bin of column `by` and per target, one line per method ({name: prediction table}), log scale."
     plt = pyplot()
@@ -233,8 +241,8 @@ def _fig_median_error(tables: dict, by: str, bins, xlabel: str, title: str, targ
     for ax, t in zip(axes[0], targets):
         for k, (name, tab) in enumerate(tables.items()):
             if f'err_{t}' not in tab or by not in tab: continue
-            med = tab[f'err_{t}'].abs().groupby(pd.cut(tab[by], bins), observed=False).median()
-            ax.plot([f'{iv.left:g}-{iv.right:g}' for iv in med.index], med.values, styles[k % len(styles)], label=name)
+            med = median_error(tab, by, bins, [t])[t]
+            ax.plot(med.index, med.values, styles[k % len(styles)], label=name)
         ax.set(xlabel=xlabel, ylabel=f'median |error| ({TARGET_UNITS.get(t, "")})', title=TARGET_NAMES.get(t, t), yscale='log')
         ax.tick_params(axis='x', labelsize=7)
         ax.legend(fontsize=7)
@@ -242,7 +250,7 @@ def _fig_median_error(tables: dict, by: str, bins, xlabel: str, title: str, targ
     fig.tight_layout()
     return fig
 
-def fig_error_by_duration(tables: dict, targets=DEFAULT_TARGETS, bins=(0, 2, 4, 7, 10, 15), label: str = ''):
+def fig_error_by_duration(tables: dict, targets=DEFAULT_TARGETS, bins=DURATION_BINS, label: str = ''):
     "Median |error| per chirp-duration bin and target, one line per method ({'model': prediction table, 'ridge tracker': ...})."
     return _fig_median_error(tables, 'true_Chirp_Duration', bins, 'chirp duration (s)', 'Error against chirp duration (test split)',
                              targets, label)

@@ -1,10 +1,11 @@
-"""Does a localizer beat the ridge tracker at every chirp duration? The median |error| per duration bin (the bins of
-`error_by_duration.png`) and per target, a localizer (default: the shipped default model) against the ridge tracker,
-on each data folder given and on all of them pooled, with r and MAE beside. Writes <name>.{json,md} to --out.
+"""Does a localizer beat the ridge tracker at every chirp duration? The median |error| per duration bin and per target
+(`chirploc.figures.median_error` over the bins of `error_by_duration.png`), a localizer (default: the shipped default
+model) against the ridge tracker, on each data folder given and on all of them pooled, with r and MAE beside. Writes
+<name>.{json,md} to --out.
 
     chirploc generate --n 500 --format png --seed 3 --out runs/fig-s3      # and seeds 4, 5: fresh ChirpLoc100K figures
-    python tests/measure_duration_bins.py --data runs/smoke/data:test runs/fig-s3 runs/fig-s4 runs/fig-s5 \\
-        --out figures/experiments/duration-bins --name default_model
+    python tests/measure_duration_bins.py --data runs/smoke/data:test runs/ship-f6-1/figure-check runs/fig-s3 \\
+        runs/fig-s4 runs/fig-s5 --out figures/experiments/duration-bins --name default_model
 
 A folder is scored on its `all` split unless named as FOLDER:SPLIT. About a minute per 10,000 matrices on 2 cores.
 """
@@ -12,28 +13,19 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from chirploc.baselines import evaluate_tracker
 from chirploc.core import atomic_write, git_commit
 from chirploc.evaluate import evaluate_localizer, load_localizer, regression_report
-from chirploc.figures import markdown_table
+from chirploc.figures import DURATION_BINS, markdown_table, median_error
 
 TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq')
-BINS = (0, 2, 4, 7, 10, 15)                                   # fig_error_by_duration's
 
 
 def chirps(table: pd.DataFrame) -> pd.DataFrame:
     "The rows that hold a chirp (a table without a presence column holds only chirps)."
     return table[table['true_Chirp_Present'] == 1] if 'true_Chirp_Present' in table else table
-
-
-def by_duration(table: pd.DataFrame) -> pd.DataFrame:
-    "Median |error| per duration bin (rows, '0-2' ...) and target (columns)."
-    t = chirps(table)
-    bins = pd.cut(t['true_Chirp_Duration'], BINS, labels=[f'{a}-{b}' for a, b in zip(BINS[:-1], BINS[1:])])
-    return t.groupby(bins, observed=True)[[f'err_{k}' for k in TARGETS]].apply(lambda g: g.abs().median()).set_axis(TARGETS, axis=1)
 
 
 def summary(tables: dict) -> dict:
@@ -43,7 +35,7 @@ def summary(tables: dict) -> dict:
         t = chirps(table)
         rep = regression_report(t[[f'pred_{k}' for k in TARGETS]].to_numpy(), t[[f'true_{k}' for k in TARGETS]].to_numpy(), TARGETS)
         out[name] = dict(n_chirps=int(len(t)), r={k: rep[k]['pearson_r'] for k in TARGETS}, mae={k: rep[k]['mae'] for k in TARGETS},
-                         median_by_duration=by_duration(table).to_dict(orient='index'))
+                         median_by_duration=median_error(t, 'true_Chirp_Duration', DURATION_BINS, TARGETS).to_dict(orient='index'))
     m, tr = (out[k]['median_by_duration'] for k in ('model', 'ridge tracker'))
     out['model_below_tracker_in_every_bin'] = bool(all(m[b][k] < tr[b][k] for b in m for k in TARGETS))
     return out
