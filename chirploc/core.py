@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'Config', 'option', 'add_options', 'coerce_option', 'options_from',
-           'isolated_rng', 'git_commit', 'versions', 'cpu_model', 'device_name', 'env_true', 'hub_reachable', 'pyplot',
-           'save_figure', 'figure_provenance']
+__all__ = ['PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'remove_stale_temps', 'Config', 'option', 'add_options',
+           'coerce_option', 'options_from', 'isolated_rng', 'git_commit', 'versions', 'cpu_model', 'device_name',
+           'env_true', 'hub_reachable', 'pyplot', 'save_figure', 'figure_provenance']
 
 # %% ../nbs/00_core.ipynb #00c006
 @contextmanager
@@ -41,6 +41,23 @@ def atomic_write(path, data, fsync: bool = True) -> Path:
             if callable(data): data(f)
             else: f.write(data.encode() if isinstance(data, str) else data)
     return Path(path)
+
+def _running(pid: int) -> bool:
+    "Whether process `pid` exists (where that cannot be asked safely, as on Windows: assumed so)."
+    if os.name == 'nt': return True
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_temps(folder) -> list:
+    "Remove the temporaries (`.NAME.PID.tmp`) that `atomic_path` writers killed mid-write left in `folder`, those whose process is gone; their names."
+    gone = []
+    for p in Path(folder).glob('.*.tmp'):
+        pid = p.name[:-len('.tmp')].rsplit('.', 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            p.unlink(missing_ok=True); gone.append(p.name)
+    return sorted(gone)
 
 # %% ../nbs/00_core.ipynb #00c009
 class Config:

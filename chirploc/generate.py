@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from .core import Config, atomic_path, atomic_write
+from .core import Config, atomic_path, atomic_write, remove_stale_temps
 
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'GeneratorConfig',
@@ -432,6 +432,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
                 shape=[cfg.num_freq_bins, cfg.num_time_bins], generator='chirploc', label_columns=label_columns(cfg))
     if sizes: meta['inputs'] = sizes  # only then: folders without input files keep the meta they were written with
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # a run killed mid-write left its temporary file: it is not part of the dataset
     old = _check_existing(out, meta, n)
     if (old and old.get('complete') and old.get('n') == n and _rows_done(out, seed, cfg, 1) == n
             and _files_present(out, format, n, shard_size, sizes) == n):

@@ -205,3 +205,12 @@ def test_cli_reports_errors_in_one_line(tmp_path):
     assert p.returncode != 0 and 'refusing to mix datasets' in p.stderr and 'Traceback' not in p.stderr
     p = subprocess.run(_cli(tmp_path / 'e', 2, 'jpeg'), capture_output=True, text=True)
     assert p.returncode != 0 and "invalid choice: 'jpeg'" in p.stderr and 'Traceback' not in p.stderr
+
+
+def test_resume_removes_a_killed_writers_temporary(tmp_path):
+    "A run SIGKILLed inside atomic_write leaves `.NAME.PID.tmp`; the rerun removes it, so the folder equals a whole run's."
+    write_dataset(tmp_path / 'whole', 6, seed=0, format='array', shard_size=3, progress=False)
+    write_dataset(tmp_path / 'killed', 6, seed=0, format='array', shard_size=3, progress=False)
+    (tmp_path / 'killed' / '.spectrograms_00000.npy.999999999.tmp').write_bytes(b'half')   # no such process
+    write_dataset(tmp_path / 'killed', 6, seed=0, format='array', shard_size=3, progress=False)
+    assert dir_bytes(tmp_path / 'killed') == dir_bytes(tmp_path / 'whole')
