@@ -10,6 +10,7 @@ import dataclasses
 import os
 import platform
 import subprocess
+import sys
 import types
 import typing
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'remove_stale_temps', 'Config', 'option', 'add_options',
            'coerce_option', 'options_from', 'isolated_rng', 'git_commit', 'versions', 'cpu_model', 'device_name',
-           'env_true', 'hub_reachable', 'pyplot', 'save_figure', 'figure_provenance']
+           'env_true', 'hub_reachable', 'progress_bar', 'pyplot', 'save_figure', 'figure_provenance']
 
 # %% ../nbs/00_core.ipynb #00c006
 @contextmanager
@@ -190,6 +191,38 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     t = threading.Thread(target=probe, daemon=True)  # DNS has no timeout of its own: bound the whole probe
     t.start(); t.join(timeout + 0.5)
     return bool(ok)
+
+# %% ../nbs/00_core.ipynb #00c041
+class _Lines:
+    "A file that passes on whole lines only: tqdm's own '\\r' and '\\n' writes between redraws are dropped."
+    def __init__(self, f): self.f = f
+    def write(self, s):
+        if s.strip(): self.f.write(s); self.f.flush()
+    def flush(self): self.f.flush()
+
+def _log_bar_class():
+    from tqdm.std import tqdm
+    class LogBar(tqdm):
+        "tqdm writing whole lines to stdout, at most one every `mininterval` seconds (and the last), no redraws: for logs and notebooks."
+        monitor_interval = 0  # no monitor thread: a line is written only from the loop itself
+        def __init__(self, *args, **kw):
+            kw.setdefault('mininterval', 20.0); kw['file'] = _Lines(kw.get('file') or sys.stdout)
+            kw.setdefault('bar_format', '{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]')
+            self._last_line = None
+            super().__init__(*args, **kw)
+        def display(self, msg=None, pos=None):
+            if msg == '' or not self.n: return False  # tqdm clearing its line (leave=False), or nothing done yet
+            line = (msg or self.__str__()).strip()
+            if line and line != self._last_line:
+                self.fp.write(line + '\n'); self._last_line = line
+            return True
+    return LogBar
+
+def progress_bar(*args, log: bool | None = None, **kw):
+    "A tqdm bar on a terminal; elsewhere (notebook, papermill, log file) or with `log=True` a `LogBar`: a line at most every 20 s."
+    from tqdm.std import tqdm
+    if log is None: log = not getattr(sys.stderr, 'isatty', lambda: False)()
+    return _log_bar_class()(*args, **kw) if log else tqdm(*args, **kw)
 
 # %% ../nbs/00_core.ipynb #00c025
 def pyplot():

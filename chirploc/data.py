@@ -330,7 +330,7 @@ class _Inputs(torch.utils.data.Dataset):
 def build_cache(source, input_format='rgb224', cache_dir=None, workers: int | None = 0, batch_size: int = 64,
                 progress: bool = True) -> Path:
     "Decode every input of `source` once into a .npy cache (uint8 for rgb, float16 for matrices); reuse it, or the source's own inputs file."
-    from tqdm.auto import tqdm
+    from chirploc.core import progress_bar
     src, fmt = open_source(source), InputFormat.parse(input_format)
     if src.precomputed(fmt) is not None: return src.precomputed(fmt)  # written with the figures: nothing to decode
     path = cache_file(src, fmt, cache_dir)
@@ -341,7 +341,7 @@ def build_cache(source, input_format='rgb224', cache_dir=None, workers: int | No
         out = np.lib.format.open_memmap(tmp, mode='w+', dtype=dtype, shape=(len(src), *fmt.shape))
         loader = make_loader(_Inputs(src, fmt), batch_size=batch_size, workers=workers, pin_memory=False)
         k = 0
-        for x in tqdm(loader, desc=f"cache {fmt.key}", unit='batch', disable=not progress):
+        for x in progress_bar(loader, desc=f"cache {fmt.key}", unit='batch', disable=not progress):
             x = x.numpy()
             out[k:k + len(x)] = np.round(x * 255).astype(np.uint8) if dtype == np.uint8 else x.astype(np.float16)
             k += len(x)

@@ -420,7 +420,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
                   workers: int | None = None, chunk: int | None = None, shard_size: int = 1000,
                   progress: bool = True, inputs=()) -> Path:
     "Write samples 0..n-1 of the dataset with `seed` to folder `out` as `png` figures (+ `inputs` sizes) or `array` shards; resumable."
-    from tqdm.auto import tqdm
+    from chirploc.core import progress_bar
     if format not in ('png', 'array'): raise ValueError(f"unknown format {format!r}; use 'png' or 'array'")
     if int(n) != n or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}")
     sizes = sorted({int(s) for s in ((inputs,) if isinstance(inputs, int) else inputs or ())})
@@ -453,7 +453,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
             for s in range(done, n, step)]
     work = _work_array if format == 'array' else _work_png
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    bar = tqdm(total=n, initial=done, desc=f"generate {format}", unit='sample', disable=not progress)
+    bar = progress_bar(total=n, initial=done, desc=f"generate {format}", unit='sample', disable=not progress)
     with open(labels_path, 'a') as f:
         def finish(start, stop, lines):  # the worker's labels rows, once its files are on disk
             f.write(lines); f.flush(); os.fsync(f.fileno())

@@ -532,12 +532,12 @@ def predict(self: ChirpLocalizer, inputs, batch_size: int = 64, device=None, pro
             threshold: float | None = None, candidates: int = 0) -> pd.DataFrame:
     "Chirp parameters in physical units (one column per target; `file` for file inputs) for `inputs` (see above)."
     "`candidates` > 0: a heatmap network's best states per input too, in `.attrs['candidates']` (N, candidates, 5), for `refine`."
-    from tqdm.auto import tqdm
+    from chirploc.core import progress_bar
     items = prediction_items(inputs)
     device = torch.device(device) if device is not None else next(self.parameters()).device
     self.eval()
     out, cands = [], []
-    for i in tqdm(range(0, len(items), batch_size), desc='predict', disable=not progress):
+    for i in progress_bar(range(0, len(items), batch_size), desc='predict', disable=not progress):
         x = torch.stack([self.prepare(it) for _, it in items[i:i + batch_size]]).to(device)
         o = self(x)
         out.append(self.decode(o).float().cpu())

@@ -284,7 +284,7 @@ def write_backbone(run_dir, model, record: dict) -> Path:
 def pretrain_mae(data, out_dir, config: PretrainConfig | None = None, resume: bool = False, cache=None) -> Path:
     "MAE-pretrain a ViT on `data`'s images (labels unused) in run folder `out_dir`; returns the ViT backbone folder it writes (None: paused at `time_limit`)."
     from safetensors.torch import load_file
-    from tqdm.auto import tqdm
+    from chirploc.core import progress_bar
     from transformers import ViTMAEForPreTraining
     cfg = config or PretrainConfig()
     run, device = Path(out_dir), pick_device(cfg.device)
@@ -328,7 +328,7 @@ def pretrain_mae(data, out_dir, config: PretrainConfig | None = None, resume: bo
     ctx = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
 
     model.train()
-    bar, t_start = tqdm(total=total, initial=step, desc='MAE pretraining', disable=not cfg.progress), time.perf_counter()
+    bar, t_start = progress_bar(total=total, initial=step, desc='MAE pretraining', disable=not cfg.progress), time.perf_counter()
     while step < total:
         epoch, first = divmod(step, per_epoch)   # batches of this epoch not yet done
         batches = _epoch_batches(n, cfg.batch_size, cfg.seed, epoch)[first:first + total - step]

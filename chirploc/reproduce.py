@@ -35,10 +35,11 @@ from .train import TrainConfig, pick_device, train, training_finished
 
 # %% auto #0
 __all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'BASELINE_TABLES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'TOLERANCES',
-           'RELATIVE', 'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused', 'resolve_backbone',
-           'describe_backbone', 'prepare_data', 'train_model', 'evaluate_model', 'run_baselines', 'refined_report',
-           'detection_thresholds', 'check_on_figures', 'data_fingerprint', 'read_run', 'build_results', 'check_results',
-           'run_label', 'reproduce', 'write_results', 'provenance', 'same_machine', 'compare_results', 'recipe_groups',
+           'RELATIVE', 'HIGHER_IS_BETTER', 'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused',
+           'resolve_backbone', 'describe_backbone', 'prepare_data', 'train_model', 'evaluate_model', 'run_baselines',
+           'refined_report', 'detection_thresholds', 'check_on_figures', 'data_fingerprint', 'read_run',
+           'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'provenance', 'verdict',
+           'same_machine', 'compare_results', 'record_of', 'comparison_summary', 'against_record', 'recipe_groups',
            'results_table', 'update_readme', 'reproduce_parser', 'reproduce_cli', 'compare_cli', 'results_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
@@ -87,7 +88,7 @@ class ReproConfig(TrainConfig, ModelOptions):
     refine: bool = option(False, "also refine the model's estimates by the likelihood, on the limit's samples (reported apart)")
     p_empty: float = option(0.0, "share of chirp-free samples in the data (detection); 0: the paper's data")
     max_false_alarm: float = option(0.05, "a detector's operating point: chosen on the train split for at most this rate")
-    out_dir: str | None = option(None, 'figures and results.json (default: figures/PRESET)')
+    out_dir: str | None = option(None, 'figures and results.json (default: runs/PRESET/report; a committed record: figures/PRESET)')
     work_dir: str | None = option(None, 'data, checkpoints, predictions (default: runs/PRESET)')
 
     def train_config(self) -> TrainConfig:
@@ -100,9 +101,9 @@ class ReproConfig(TrainConfig, ModelOptions):
 OPTION_NAMES = tuple(f.name for f in fields(ReproConfig))  # the papermill parameters and `chirploc reproduce` options
 
 def reproduce_config(preset: str = 'smoke', **overrides) -> ReproConfig:
-    "The `preset`'s recipe with every override that is not None applied; folders default to figures/ and runs/{preset}."
+    "The `preset`'s recipe with every override that is not None applied; its folders default to runs/{preset}(/report)."
     if preset not in PRESETS: raise ValueError(f"preset {preset!r} is unknown: {', '.join(PRESETS)}")
-    d = dict(PRESETS[preset], preset=preset, out_dir=f'figures/{preset}', work_dir=f'runs/{preset}')
+    d = dict(PRESETS[preset], preset=preset, out_dir=f'runs/{preset}/report', work_dir=f'runs/{preset}')
     d.update({k: coerce_option(ReproConfig, k, v) for k, v in overrides.items() if v is not None})
     return ReproConfig.from_dict(d)
 
@@ -343,6 +344,14 @@ def provenance(cfg: ReproConfig, commit: str | None) -> dict:
 TOLERANCES = dict(pearson_r=0.01, mae=0.15, rmse=0.15, accuracy=0.03, roc_auc=0.01, false_alarm_rate=0.02,
                   detection_rate=0.03, best_test_loss=0.15)  # absolute for r, AUC and rates; relative for errors and loss
 RELATIVE = ('mae', 'rmse', 'best_test_loss')
+HIGHER_IS_BETTER = ('pearson_r', 'accuracy', 'roc_auc', 'detection_rate')  # the others: lower is better
+
+def verdict(metric: str, difference, ok) -> str | None:
+    "'within' a number's allowance, else 'better' or 'worse' (which way the rerun is off); None when not checked."
+    if ok is None or difference is None: return None if ok is None else ('within' if ok else 'off')
+    if ok: return 'within'
+    if difference == 0: return 'off'
+    return 'better' if (difference > 0) == (metric in HIGHER_IS_BETTER) else 'worse'
 
 def _numbers(r: dict) -> dict:
     "The comparable numbers of a results.json: each target's metrics, and the best test loss."
@@ -357,16 +366,17 @@ def same_machine(a: dict, b: dict) -> bool:
             and a.get('world_size', 1) == b.get('world_size', 1))
 
 def compare_results(rerun, committed, tolerances: dict | None = None) -> pd.DataFrame:
-    "A rerun's results beside a committed run's: each number, the difference, what is allowed (exact or a tolerance), ok."
+    "A rerun's results beside a committed run's: each number, the difference, what is allowed (exact or a tolerance), ok,"
+    "and the verdict: within, or better / worse when off."
     a, b = (json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in (rerun, committed))
     tol, exact = {**TOLERANCES, **(tolerances or {})}, same_machine(a, b)
     recorded = bool(b.get('data_sha256'))  # runs committed before the sha was recorded cannot be checked on it
     rows = [dict(quantity='data (sha256)', committed=b.get('data_sha256'), rerun=a.get('data_sha256'), difference=None,
                  allowed='identical' if recorded else 'identical (not recorded in the committed run: not checked)',
-                 ok=a.get('data_sha256') == b.get('data_sha256') if recorded else None)]
+                 ok=a.get('data_sha256') == b.get('data_sha256') if recorded else None, verdict=None)]
     for key in ('n_train', 'n_test', 'epochs_run', 'best_epoch'):
         rows.append(dict(quantity=key, committed=b.get(key), rerun=a.get(key), difference=None,
-                         allowed='identical', ok=a.get(key) == b.get(key) or (key == 'best_epoch' and not exact)))
+                         allowed='identical', ok=a.get(key) == b.get(key) or (key == 'best_epoch' and not exact), verdict=None))
     na, nb = _numbers(a), _numbers(b)
     for k in nb:
         metric = k.split('.')[-1]
@@ -376,8 +386,42 @@ def compare_results(rerun, committed, tolerances: dict | None = None) -> pd.Data
         else:
             bound = tol[metric] * (abs(vb) if metric in RELATIVE else 1)
             allowed, ok = f"±{tol[metric]:.0%}" if metric in RELATIVE else f"±{tol[metric]}", va is not None and abs(diff) <= bound
-        rows.append(dict(quantity=k, committed=vb, rerun=va, difference=diff, allowed=allowed, ok=bool(ok)))
-    return pd.DataFrame(rows)
+        rows.append(dict(quantity=k, committed=vb, rerun=va, difference=diff, allowed=allowed, ok=bool(ok),
+                         verdict=verdict(metric, diff, bool(ok))))
+    t = pd.DataFrame(rows)
+    t['verdict'] = [v if v is not None else (None if ok is None else 'within' if ok else 'off') for v, ok in zip(t.verdict, t.ok)]
+    return t
+
+# %% ../nbs/07_reproduce.ipynb #07c091
+def record_of(preset: str, root='.') -> Path:
+    "Where the committed record of `preset` is: figures/{preset}/results.json (it may not exist: `tiny` has none)."
+    return Path(root) / 'figures' / preset / 'results.json'
+
+_SHORT = {'pearson_r': 'r', 'mae': 'MAE'}
+
+def comparison_summary(rerun, committed, targets=DEFAULT_TARGETS) -> tuple[pd.DataFrame, str]:
+    "The rerun's r and MAE on `targets` beside the committed run's, each with its verdict, and a one-line conclusion."
+    table = compare_results(rerun, committed).set_index('quantity')
+    rows = {f"{_SHORT[m]} {TARGET_NAMES.get(t, t)}": table.loc[f'{t}.{m}', ['committed', 'rerun', 'allowed', 'verdict']]
+            for t in targets for m in ('pearson_r', 'mae') if f'{t}.{m}' in table.index}
+    short = pd.DataFrame(rows).T
+    checked = table[table.ok.notna()]
+    off = checked[~checked.ok.astype(bool)]
+    said = lambda v: ', '.join(off.index[off.verdict == v])
+    line = (f"{len(checked) - len(off)} of {len(checked)} numbers within the committed record's tolerance"
+            + (f"; better: {said('better')}" if said('better') else '') + (f"; worse: {said('worse')}" if said('worse') else '')
+            + (f"; off: {said('off')}" if said('off') else ''))
+    return short, line
+
+def against_record(results: dict, out_dir, preset: str, root='.') -> str:
+    "What a finished run prints last: its r and MAE beside the committed record of its preset, or why there is none."
+    record = record_of(preset, root)
+    if not record.is_file(): return f"no committed record of preset {preset!r} ({record}) to compare this run with"
+    if Path(out_dir).resolve() == record.parent.resolve(): return f"this run re-recorded {record}: nothing to compare it with"
+    short, line = comparison_summary(results, record)
+    return (f"this run ({Path(out_dir) / 'results.json'}) against the committed record ({record}):\n"
+            + markdown_table(short.reset_index().rename(columns={'index': ''})) + '\n' + line
+            + f"\n(every number: chirploc compare {Path(out_dir) / 'results.json'} {record})")
 
 # %% ../nbs/07_reproduce.ipynb #07c023
 _NAMES = {**TARGET_NAMES, 'Chirp_Type': 'type'}  # the figures' names; the table says 'accuracy type'
@@ -559,6 +603,7 @@ def reproduce_cli(argv=None):
     if results is None: print(f"stage {stage!r} done in {cfg.work_dir}"); return
     print(markdown_table(results_table([results]).reset_index()))
     print(f"wrote {Path(cfg.out_dir) / 'results.json'}")
+    print(against_record(results, cfg.out_dir, cfg.preset))
 
 def compare_cli(argv=None):
     "`chirploc compare RERUN COMMITTED`: is the rerun the committed run (same machine) or within the tolerances (elsewhere)?"
@@ -574,7 +619,7 @@ def compare_cli(argv=None):
     checked = len(table) - len(unchecked)
     print(f"{checked - len(bad)} of {checked} checked within what is allowed"
           + (f"; not checked: {', '.join(unchecked.quantity)}" if len(unchecked) else '')
-          + (f"; off: {', '.join(bad.quantity)}" if len(bad) else ''))
+          + (f"; off: {', '.join(f'{q} ({v})' for q, v in zip(bad.quantity, bad.verdict))}" if len(bad) else ''))
     return 1 if len(bad) else 0
 
 def results_cli(argv=None):

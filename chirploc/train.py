@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
-from .core import Config, add_options, atomic_write, option, options_from
+from .core import Config, add_options, atomic_write, option, options_from, progress_bar
 from .data import ChirpDataset, SyntheticSource, make_loader, open_source
 from .labels import DataError, LabelScaler, paper_split
 from .model import BackboneUnavailable, ChirpLocalizer, LocalizerConfig, ModelOptions
@@ -266,7 +266,7 @@ def train_epoch(model, net, loader, optimizer, scheduler, grad_scaler, cfg: Trai
     params = [p for g in optimizer.param_groups for p in g['params']]
     net.train()
     loss_sum, n_seen = torch.zeros((), device=device), torch.zeros((), device=device)
-    for x, y in tqdm(loader, desc=desc, disable=not (cfg.progress and is_main()), leave=False):
+    for x, y in progress_bar(loader, desc=desc, disable=not (cfg.progress and is_main()), leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
         with ctx: pred = net(x)
         loss = model.loss(pred, y)  # MSE (the paper); + BCE for a class target; a heatmap network's own loss
