@@ -16,7 +16,7 @@ COMMANDS = {
     'evaluate': ('chirploc.evaluate', 'evaluate_cli', 'evaluate a localizer on a ChirpLoc100K-layout folder'),
     'predict': ('chirploc.evaluate', 'predict_cli', 'describe the chirp in spectrogram images or matrices'),
     'reproduce': ('chirploc.reproduce', 'reproduce_cli', 'the whole paper: data, training, evaluation, figures, results.json'),
-    'results': ('chirploc.reproduce', 'results_cli', "the results table: the paper's values beside results.json files"),
+    'results': ('chirploc.results', 'results_cli', "the results table: the paper's values beside results.json files"),
     'compare': ('chirploc.reproduce', 'compare_cli', "a rerun's results.json against a committed one, within the stated tolerances"),
 }
 

@@ -279,7 +279,7 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255 if x.dtype == torch.uint8 else x.float()
 
 class ChirpLocalizer(nn.Module):
-    "ViT backbone (+ LoRA) and an MLP head on [CLS]: images in, standardized chirp parameters out."
+    "Backbone + read-out (a ViT, + LoRA, with the paper's MLP head; or a heatmap network, 03c_heatmap): images in, chirp parameters out."
     def __init__(self, config: LocalizerConfig | None = None, backbone: nn.Module | None = None):
         "Build from `config`, loading the backbone it names; or around a given `ViTModel` `backbone` (e.g. on reload)."
         super().__init__()

@@ -34,48 +34,49 @@ from .inputs import InputFormat
 from .train import TrainConfig, pick_device, train, training_finished
 
 # %% auto #0
-__all__ = ['FULL_TARGETS', 'PRESETS', 'OPTION_NAMES', 'BASELINE_TABLES', 'DETECTION_KEYS', 'RESULT_KEYS', 'STAGES', 'TOLERANCES',
-           'RELATIVE', 'HIGHER_IS_BETTER', 'ReproConfig', 'reproduce_config', 'reproduce_command', 'Paused',
-           'resolve_backbone', 'describe_backbone', 'prepare_data', 'train_model', 'evaluate_model', 'run_baselines',
-           'refined_report', 'detection_thresholds', 'check_on_figures', 'data_fingerprint', 'read_run',
-           'build_results', 'check_results', 'run_label', 'reproduce', 'write_results', 'provenance', 'verdict',
-           'same_machine', 'compare_results', 'record_of', 'comparison_summary', 'against_record', 'recipe_groups',
-           'results_table', 'update_readme', 'reproduce_parser', 'reproduce_cli', 'compare_cli', 'results_cli']
+__all__ = ['FULL_TARGETS', 'PRESETS', 'PRESET_ALIASES', 'OPTION_NAMES', 'BASELINE_TABLES', 'DETECTION_KEYS', 'RESULT_KEYS',
+           'STAGES', 'TOLERANCES', 'RELATIVE', 'HIGHER_IS_BETTER', 'ReproConfig', 'reproduce_config',
+           'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone', 'prepare_data', 'train_model',
+           'evaluate_model', 'run_baselines', 'refined_report', 'detection_thresholds', 'check_on_figures',
+           'data_fingerprint', 'read_run', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results',
+           'provenance', 'verdict', 'same_machine', 'compare_results', 'record_of', 'comparison_summary',
+           'against_record', 'reproduce_parser', 'reproduce_cli', 'compare_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
+
+# the CPU reproduction of the paper's method: a small from-scratch hybrid ViT on the 128x128 matrices, one-cycle
+# schedule, 3 epochs; the limit on the first 1,000 test samples; a check on 500 fresh ChirpLoc100K figures
+_SMOKE = dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid', input_format='matrix', pooling=None,
+              epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05, schedule='onecycle', warmup_epochs=0.15, patience=0,
+              grad_clip=0.0, cache=False, workers=0, eval_train=10_000, n_figure_check=500, limit_n=1000)
+# the smoke recipe with duration (r, MAE), type (accuracy) and presence (ROC AUC, false alarms) predicted beside the
+# paper's three targets, on data with 10% chirp-free samples
+_EVERY_TARGET = {**_SMOKE, 'targets': FULL_TARGETS, 'p_empty': 0.1}
 
 PRESETS = {
     'paper': dict(n_samples=100_000, data_format='png', backbone='mae:vit-b16', pretrain_steps=2500,
                   pretrain_batch_size=256, input_format='rgb224', pooling=None, epochs=100, batch_size=32, lr=1e-4,
                   weight_decay=0.01, schedule='plateau', warmup_epochs=0.0, patience=4, grad_clip=0.0, cache=True,
                   workers=None, eval_train=None, n_figure_check=0, limit_n=1000),
-    'smoke': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid',
-                  input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
-                  schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
-                  eval_train=10_000, n_figure_check=500, limit_n=1000),
-    # the smoke recipe with duration (r, MAE), type (accuracy) and presence (ROC AUC, false alarms) predicted beside the
-    # paper's three targets, on data with 10% chirp-free samples
-    'full': dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid',
-                 input_format='matrix', pooling=None, epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05,
-                 schedule='onecycle', warmup_epochs=0.15, patience=0, grad_clip=0.0, cache=False, workers=0,
-                 eval_train=10_000, n_figure_check=500, targets=FULL_TARGETS, p_empty=0.1, limit_n=1000),
-    # the shipped default model (issue: precision): the heatmap localizer of 03c_heatmap with its whitened channel,
-    # every target, the `full` data's test split, training samples drawn anew every epoch, 6 epochs (3 before: 6 gave
-    # lower test MAE on all three targets over 3 seeds); the limit and the refinement on the first 1,000 test samples
-    'ship': dict(n_samples=50_000, data_format='array', backbone='chirploc-heatmap-whitened-rb', input_format='matrix', pooling=None,
-                 epochs=6, batch_size=64, lr=2e-3, weight_decay=0.01, schedule='onecycle', warmup_epochs=0.1, patience=0,
-                 keep='last', grad_clip=0.0, cache=False, workers=0, eval_train=10_000, n_figure_check=500,
-                 targets=FULL_TARGETS, p_empty=0.1, limit_n=1000, refine=True, fresh_samples=True),
-    'tiny': dict(n_samples=160, data_format='array', backbone='vit-micro', input_format='matrix',
-                 pooling=None, epochs=2, batch_size=32, lr=1e-3, weight_decay=0.01, schedule='plateau', warmup_epochs=0.0,
-                 patience=4, grad_clip=0.0, cache=False, workers=0, eval_train=None, n_figure_check=4),
+    'smoke': _SMOKE,
+    'every-target': _EVERY_TARGET,
+    # the shipped default model: the heatmap localizer of 03c_heatmap with its whitened channel, on every-target's data,
+    # training samples drawn anew every epoch, 6 epochs (3 gave higher test MAE on all three targets over 3 seeds); the
+    # likelihood refinement beside the limit on the first 1,000 test samples
+    'ship': {**_EVERY_TARGET, 'backbone': 'chirploc-heatmap-whitened-rb', 'epochs': 6, 'batch_size': 64, 'lr': 2e-3,
+             'weight_decay': 0.01, 'warmup_epochs': 0.1, 'keep': 'last', 'refine': True, 'fresh_samples': True},
+    # seconds: the whole pipeline for CI, nothing about chirps
+    'tiny': {**_SMOKE, 'n_samples': 160, 'backbone': 'vit-micro', 'epochs': 2, 'batch_size': 32, 'weight_decay': 0.01,
+             'schedule': 'plateau', 'warmup_epochs': 0.0, 'patience': 4, 'eval_train': None, 'n_figure_check': 4,
+             'limit_n': None},
 }
+PRESET_ALIASES = {'full': 'every-target'}  # the name records made before the rename carry
 
 @dataclass
 class ReproConfig(TrainConfig, ModelOptions):
     "Everything a reproduction depends on: the model's options (ModelOptions), the training's (TrainConfig), the data and the outputs."
-    preset: str = option('smoke', 'smoke (CPU), full (smoke + duration, type, presence), ship (the default model), paper (GPU) or tiny (seconds, for CI)')
+    preset: str = option('smoke', 'smoke (CPU), every-target (smoke + duration, type, presence), ship (the default model), paper (GPU) or tiny (seconds, for CI)')
     n_samples: int = option(50_000, 'dataset size')
     data_format: str = option('array', "'png' (ChirpLoc100K figures) or 'array' (the 128x128 matrices)")
     pretrain_steps: int = option(0, 'backbone mae:SHAPE: MAE pretraining steps on the training split before fine-tuning')
@@ -102,6 +103,7 @@ OPTION_NAMES = tuple(f.name for f in fields(ReproConfig))  # the papermill param
 
 def reproduce_config(preset: str = 'smoke', **overrides) -> ReproConfig:
     "The `preset`'s recipe with every override that is not None applied; its folders default to runs/{preset}(/report)."
+    preset = PRESET_ALIASES.get(preset, preset)
     if preset not in PRESETS: raise ValueError(f"preset {preset!r} is unknown: {', '.join(PRESETS)}")
     d = dict(PRESETS[preset], preset=preset, out_dir=f'runs/{preset}/report', work_dir=f'runs/{preset}')
     d.update({k: coerce_option(ReproConfig, k, v) for k, v in overrides.items() if v is not None})
@@ -423,160 +425,6 @@ def against_record(results: dict, out_dir, preset: str, root='.') -> str:
             + markdown_table(short.reset_index().rename(columns={'index': ''})) + '\n' + line
             + f"\n(every number: chirploc compare {Path(out_dir) / 'results.json'} {record})")
 
-# %% ../nbs/07_reproduce.ipynb #07c023
-_NAMES = {**TARGET_NAMES, 'Chirp_Type': 'type'}  # the figures' names; the table says 'accuracy type'
-_UNITS = {t: u for t, u in TARGET_UNITS.items() if t not in CLASS_TARGETS}
-
-def _paper_column() -> dict:
-    lo, hi = PAPER['infer_s_range']
-    c = {'backbone': f'{PAPER_BACKBONE} (pretrained, LoRA)', 'data (train / test)': '80,000 / 20,000 figures',
-         'device': 'GPU', 'epochs run (kept)': f"{PAPER['epochs_run']} ({PAPER['best_epoch']})", 'training time': '',
-         'test loss (standardized)': f"{PAPER['test_loss_range'][0]} to {PAPER['test_loss_range'][1]} (over epochs)"}
-    for t in DEFAULT_TARGETS:
-        r = PAPER['best_r'].get(t)
-        c[f'r {_NAMES[t]}'] = f'{r} (best epoch)' if r else 'lower (no value given)'
-        c[f'MAE {_NAMES[t]} ({_UNITS[t]})'] = ''
-    c['inference'] = f"{lo} to {hi} s per 20,000 ({PAPER['n_test'] / hi:.0f} to {PAPER['n_test'] / lo:.0f} img/s)"
-    c['r on fresh ChirpLoc100K figures'] = ''
-    return c
-
-def _stat(values, fmt: str) -> str:
-    "One number, or the mean ± standard deviation of several (one per seed)."
-    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    if not v: return ''
-    return format(v[0], fmt) if len(v) == 1 else f"{format(np.mean(v), fmt)} ± {format(np.std(v, ddof=1), fmt)}"
-
-def _metric_rows(reports: list, prefix: str = '') -> dict:
-    "Rows per target of several reports of the same targets: r and MAE, accuracy, detection; mean ± sd over the reports."
-    c = {}
-    for t in reports[0]['targets']:
-        ms = [r['targets'].get(t) or {} for r in reports]
-        if 'roc_auc' in ms[0]:
-            c[f'{prefix}ROC AUC chirp present'] = _stat([m['roc_auc'] for m in ms], '.3f')
-            c[f'{prefix}false alarms / detected (operating point)'] = (
-                f"{_stat([m['false_alarm_rate'] for m in ms], '.3f')} / {_stat([m['detection_rate'] for m in ms], '.3f')} "
-                f"(at {_stat([m['threshold'] for m in ms], '.3g')}; {ms[0]['n_empty']:,} chirp-free)")
-        elif 'accuracy' in ms[0]: c[f'{prefix}accuracy {_NAMES.get(t, t)}'] = _stat([m['accuracy'] for m in ms], '.3f')
-        else:
-            c[f'{prefix}r {_NAMES.get(t, t)}'] = _stat([m['pearson_r'] for m in ms], '.3f')
-            if t in _UNITS: c[f'{prefix}MAE {_NAMES[t]} ({_UNITS[t]})'] = _stat([m['mae'] for m in ms], '.2f')
-    return c
-
-def _run_column(runs: list) -> dict:
-    "A column of the results table for one run, or for runs of one recipe with different seeds (mean ± sd)."
-    r0 = runs[0]
-    per = lambda key: [r.get(key) for r in runs]
-    c = {'backbone': r0['backbone'], 'data (train / test)': f"{r0['n_train']:,} / {r0['n_test']:,} "
-         + ('figures' if r0.get('config', {}).get('data_format') == 'png' else 'matrices'),
-         'device': r0.get('device_name') or r0['device'],
-         'epochs run (kept)': ', '.join(sorted({f"{r['epochs_run']} ({r.get('kept_epoch', r['best_epoch'])})" for r in runs})),
-         'training time': _stat([r['train_seconds'] / 60 for r in runs], '.1f') + ' min',
-         'test loss (standardized)': (_stat(per('best_test_loss'), '.4f') + (' (best; with class BCEs)' if any(
-             'accuracy' in m for m in r0['targets'].values()) else ' (best)')) if 'best_test_loss' in r0 else ''}
-    c.update(_metric_rows(runs))
-    c['inference'] = (f"{_stat([r['inference']['images_per_s'] for r in runs], '.0f')} img/s "
-                      f"({r0['inference']['images']:,} images, the model alone)")
-    fcs = [r['figure_check'] for r in runs if r.get('figure_check')]
-    if fcs:
-        c['r on fresh ChirpLoc100K figures'] = (' / '.join(_stat([fc['targets'][t]['pearson_r'] for fc in fcs], '.3f')
-                                                           for t in DEFAULT_TARGETS if t in fcs[0]['targets']) + f" (n={fcs[0]['n']})")
-        c['MAE on fresh figures'] = ' / '.join(_stat([fc['targets'][t]['mae'] for fc in fcs], '.2f')
-                                              for t in DEFAULT_TARGETS if t in fcs[0]['targets'])
-    refd = [r for r in runs if r.get('refined')]
-    if refd:  # only the runs refined as the latest was: a refinement that changed is another estimator
-        method = max(refd, key=lambda r: r.get('created', '')).get('refined', {}).get('method')
-        refd = [r for r in refd if r['refined'].get('method') == method]
-        refs = [r['refined'] for r in refd]
-        c.update(_metric_rows([x['refined'] for x in refs], prefix='refined: '))
-        which = '' if len(refd) == len(runs) else f"; seed {', '.join(str(r['seed']) for r in refd)} only"
-        c['refined: inference'] = (f"{_stat([x['refined']['inference']['images_per_s'] for x in refs], '.0f')} img/s "
-                                   f"({refs[0]['n']:,} test images; the model alone on them: "
-                                   f"{_stat([x['model']['inference']['images_per_s'] for x in refs], '.0f')} img/s{which})")
-    if len(runs) > 1: c['seeds'] = ', '.join(str(r['seed']) for r in runs)
-    return c
-
-_REFERENCES = {'ridge_tracker': ('ridge tracker', 'none (no learning)'),
-               'limit': ('limit: maximum likelihood', 'none (the generator\'s likelihood, searched)'),
-               'floor': ('quantization floor', 'none (every bin known)')}
-
-def _images(b: dict) -> int:
-    "How many test samples a reference was evaluated on (0 when it does not say)."
-    return int((b.get('inference') or {}).get('images', 0))
-
-def _baseline_column(b: dict, name: str) -> dict:
-    c = {'backbone': _REFERENCES.get(name, (name, 'none'))[1], 'training time': 'none'}
-    c.update(_metric_rows([b]))
-    inf = b.get('inference')
-    if inf:
-        c['data (train / test)'] = f"- / {inf['images']:,}"
-        c['inference'] = f"{inf['images_per_s']:.0f} img/s ({inf['images']:,} images, {inf['device']})"
-    return c
-
-# settings that change how a run is evaluated or where it is written, not what it trains or how
-_NOT_RECIPE = ('seed', 'out_dir', 'work_dir', 'progress', 'device', 'workers', 'limit_n', 'refine', 'baselines', 'eval_train',
-               'eval_batch_size', 'time_limit', 'compile')
-
-def _recipe_settings(r: dict) -> dict:
-    "The settings that make a run's recipe: the preset's with the run's applied, less the seed, the folders and what only"
-    "changes the evaluation (settings a run records none of take the preset's value)."
-    stored = r.get('config') or {}
-    try: cfg = asdict(reproduce_config(r['preset'], **{k: v for k, v in stored.items() if k in OPTION_NAMES and k != 'preset'}))
-    except (ValueError, TypeError, KeyError): cfg = dict(stored)   # a preset this version no longer has
-    return {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
-
-def _recipe(r: dict) -> str:
-    "What makes runs the same recipe (their results are shown as one column)."
-    return json.dumps([r['preset'], r.get('backbone_requested'), _recipe_settings(r)], sort_keys=True, default=str)
-
-def _recipe_name(r: dict) -> str:
-    "'preset: backbone', then each training setting where the run departs from its preset ('ship: cnn-small, epochs=6')."
-    name = f"{r['preset']}: {r.get('backbone_requested') or r['backbone'].split(' (')[0]}"
-    try: preset = {k: v for k, v in asdict(reproduce_config(r['preset'])).items() if k not in _NOT_RECIPE}
-    except (ValueError, TypeError, KeyError): return name
-    same = lambda a, b: json.dumps(a, default=str) == json.dumps(b, default=str)   # a tuple read back from JSON is a list
-    changed = [f"{k}={v}" for k, v in _recipe_settings(r).items() if k != 'backbone' and k in preset and not same(preset[k], v)]
-    return ', '.join([name, *changed])
-
-def recipe_groups(results) -> dict:
-    "Runs (dicts or results.json paths) grouped by recipe: {'preset: backbone[, settings changed]': [runs]}, in the order given."
-    runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
-    groups = {}
-    for r in runs: groups.setdefault(_recipe(r), []).append(r)
-    names = {}
-    for g in groups.values():
-        name = _recipe_name(g[0])
-        while name in names: name += "'"
-        names[name] = g
-    return names
-
-def results_table(results) -> pd.DataFrame:
-    "The paper's column beside one column per recipe (runs that differ only by seed: mean ± sd), dicts or results.json paths."
-    cols, seen, sizes = {'paper (reported)': _paper_column()}, set(), {}
-    for name, group in recipe_groups(results).items():
-        r0 = group[0]
-        commits = ', '.join(dict.fromkeys((r.get('git_commit') or '')[:7] for r in group))
-        seeds = f"seed {r0['seed']}" if len(group) == 1 else f"{len(group)} seeds"
-        cols[f"{name} ({seeds}, {commits})"] = _run_column(group)
-        for key, b in (r0.get('baselines') or {}).items():
-            sig = (key, json.dumps(b['targets'], sort_keys=True))
-            if sig in seen: continue  # the same reference with the same results (the same test split): shown once
-            seen.add(sig)
-            col, n = f"{_REFERENCES.get(key, (key.replace('_', ' '),))[0]} ({r0['preset']} test split)", _images(b)
-            if col in cols and n <= sizes[col]: continue  # one split, evaluated on fewer of its samples: the larger stays
-            cols[col], sizes[col] = _baseline_column(b, key), n
-    df = pd.DataFrame(cols).fillna('')
-    df.index.name = ''
-    return df
-
-def update_readme(readme, table_md: str, marker: str = 'results') -> bool:
-    "Replace the text between `<!-- {marker} -->` and `<!-- /{marker} -->` in `readme`; True when it changed."
-    p = Path(readme); s = p.read_text()
-    a, b = f'<!-- {marker} -->', f'<!-- /{marker} -->'
-    if a not in s or b not in s: raise ValueError(f"{p}: no {a} ... {b} markers to put the table between")
-    new = s[:s.index(a) + len(a)] + '\n' + table_md + s[s.index(b):]
-    if new != s: p.write_text(new)
-    return new != s
-
 # %% ../nbs/07_reproduce.ipynb #07c026
 def reproduce_parser() -> argparse.ArgumentParser:
     "`chirploc reproduce`'s options: every ReproConfig field, defaulting to the preset's value."
@@ -601,7 +449,7 @@ def reproduce_cli(argv=None):
     except (BackboneUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"chirploc reproduce: {e}")
     if results is None: print(f"stage {stage!r} done in {cfg.work_dir}"); return
-    print(markdown_table(results_table([results]).reset_index()))
+    print(markdown_table(pd.DataFrame(results['targets']).T.reset_index().rename(columns={'index': 'target'})))
     print(f"wrote {Path(cfg.out_dir) / 'results.json'}")
     print(against_record(results, cfg.out_dir, cfg.preset))
 
@@ -622,22 +470,3 @@ def compare_cli(argv=None):
           + (f"; off: {', '.join(f'{q} ({v})' for q, v in zip(bad.quantity, bad.verdict))}" if len(bad) else ''))
     return 1 if len(bad) else 0
 
-def results_cli(argv=None):
-    "`chirploc results`: the paper's reported values beside each run's results.json, printed or written into a README."
-    p = argparse.ArgumentParser(prog='chirploc results', description="The results table: the paper's reported values "
-                                "beside each run's results.json.")
-    p.add_argument('results', nargs='+', help='results.json files')
-    p.add_argument('--readme', help='write the table between the <!-- results --> markers of this file instead of printing it')
-    p.add_argument('--figure', help="also draw the runs' spread over seeds (fig_seed_spread) into this PNG")
-    a = p.parse_args(argv)
-    try:
-        runs = [json.loads(Path(r).read_text()) for r in a.results]  # read once: the table and the figure group the same runs
-        md = markdown_table(results_table(runs).reset_index())
-    except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc results: {e}")
-    if a.readme is None: print(md, end='')
-    else: print(f"{a.readme}: table {'updated' if update_readme(a.readme, md) else 'unchanged'}")
-    if a.figure:
-        save_figure(fig_seed_spread(recipe_groups(runs)), a.figure, dict(
-            command='chirploc results ' + ' '.join(map(str, a.results)) + f' --figure {a.figure}', commit=git_commit(),
-            results=', '.join(map(str, a.results))), dpi=110)
-        print(f"wrote {a.figure}")

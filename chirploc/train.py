@@ -27,8 +27,8 @@ from .model import BackboneUnavailable, ChirpLocalizer, LocalizerConfig, ModelOp
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AMP_MODES', 'KEEP', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'TrainConfig', 'pick_device',
-           'amp_dtype', 'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'save_checkpoint',
-           'find_checkpoint', 'load_checkpoint', 'training_finished', 'write_history', 'append_history',
+           'amp_dtype', 'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'find_checkpoint',
+           'load_checkpoint', 'save_checkpoint', 'training_finished', 'write_history', 'append_history',
            'make_optimizer', 'restore_run', 'train_epoch', 'log_epoch', 'world', 'is_main', 'init_distributed', 'fit',
            'DataOptions', 'make_datasets', 'train', 'train_parser', 'train_cli']
 
@@ -157,6 +157,19 @@ def pearson_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 CHECKPOINT = 'checkpoint'
 HISTORY = 'history.csv'
 
+def find_checkpoint(run_dir: Path) -> Path | None:
+    "The complete checkpoint folder in `run_dir` (or the previous one, if a crash hit while swapping), or None."
+    for name in (CHECKPOINT, f'{CHECKPOINT}.old'):
+        p = Path(run_dir) / name
+        if all((p / f).exists() for f in ('state.pt', 'model.safetensors', 'best.safetensors')): return p
+    return None
+
+# %% ../nbs/04_train.ipynb #04c050
+def load_checkpoint(folder: Path, device='cpu') -> dict:
+    "The training state saved in checkpoint `folder` (weights_only load: no pickled objects)."
+    return torch.load(Path(folder) / 'state.pt', map_location=device, weights_only=True)
+
+# %% ../nbs/04_train.ipynb #04c052
 def save_checkpoint(run_dir: Path, model: ChirpLocalizer, state: dict, best: dict | None = None):
     "Write `run_dir/checkpoint/` (weights, `best` weights or the previous checkpoint's, `state.pt`), replacing the old one once complete."
     from safetensors.torch import save
@@ -173,17 +186,7 @@ def save_checkpoint(run_dir: Path, model: ChirpLocalizer, state: dict, best: dic
     os.replace(new, cur)
     shutil.rmtree(old, ignore_errors=True)
 
-def find_checkpoint(run_dir: Path) -> Path | None:
-    "The complete checkpoint folder in `run_dir` (or the previous one, if a crash hit while swapping), or None."
-    for name in (CHECKPOINT, f'{CHECKPOINT}.old'):
-        p = Path(run_dir) / name
-        if all((p / f).exists() for f in ('state.pt', 'model.safetensors', 'best.safetensors')): return p
-    return None
-
-def load_checkpoint(folder: Path, device='cpu') -> dict:
-    "The training state saved in checkpoint `folder` (weights_only load: no pickled objects)."
-    return torch.load(Path(folder) / 'state.pt', map_location=device, weights_only=True)
-
+# %% ../nbs/04_train.ipynb #04c055
 def training_finished(run_dir: Path, epochs: int | None = None) -> bool:
     "Whether the run in `run_dir` is over: stopped early, or all `epochs` (default: its own setting) done; False if paused or never started."
     ckpt = find_checkpoint(run_dir)
@@ -191,22 +194,16 @@ def training_finished(run_dir: Path, epochs: int | None = None) -> bool:
     state = load_checkpoint(ckpt)
     return bool(state['early_stopping']['stopped']) or state['epoch'] >= (epochs or state['train_config']['epochs'])
 
+# %% ../nbs/04_train.ipynb #04c058
 def write_history(run_dir: Path, history: list[dict]):
     "Rewrite `run_dir/history.csv` from `history` (used when resuming: rows past the checkpoint are dropped)."
     atomic_write(Path(run_dir) / HISTORY, pd.DataFrame(history).to_csv(index=False))
 
+# %% ../nbs/04_train.ipynb #04c059
 def append_history(run_dir: Path, row: dict):
     "Append one epoch's row to `run_dir/history.csv` (header first if the file is new)."
     p = Path(run_dir) / HISTORY
     pd.DataFrame([row]).to_csv(p, mode='a', header=not p.exists(), index=False)
-
-def _scaler_of(ds):
-    "The LabelScaler a dataset standardizes with (ChirpDataset, its Subset or ConcatDataset), or None."
-    if getattr(ds, 'scaler', None) is not None: return ds.scaler
-    for inner in getattr(ds, 'datasets', []) or [getattr(ds, 'dataset', None)]:
-        sc = _scaler_of(inner) if inner is not None else None
-        if sc is not None: return sc
-    return None
 
 # %% ../nbs/04_train.ipynb #04c017
 def make_optimizer(model: ChirpLocalizer, cfg: TrainConfig, steps_per_epoch: int, device: torch.device, dtype=None):
@@ -230,6 +227,7 @@ def make_optimizer(model: ChirpLocalizer, cfg: TrainConfig, steps_per_epoch: int
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     return optimizer, scheduler, grad_scaler
 
+# %% ../nbs/04_train.ipynb #04c063
 def restore_run(run: Path | None, model, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, resume: bool,
                 world: int = 1) -> dict:
     "The run's state {epoch, history, stop, best}: fresh, or from `run`'s checkpoint (model and optimizer loaded in place)."
@@ -260,6 +258,7 @@ def restore_run(run: Path | None, model, optimizer, scheduler, grad_scaler, cfg:
     if main: atomic_write(run / 'train_config.json', json.dumps(cfg.to_dict(), indent=2))
     return state
 
+# %% ../nbs/04_train.ipynb #04c066
 def train_epoch(model, net, loader, optimizer, scheduler, grad_scaler, cfg: TrainConfig, device, dtype, desc: str = '') -> float:
     "One pass over the training `loader` with `net` (the model, or its DDP / compiled wrapper); returns the mean training loss."
     ctx = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
@@ -283,6 +282,7 @@ def train_epoch(model, net, loader, optimizer, scheduler, grad_scaler, cfg: Trai
         torch.distributed.all_reduce(loss_sum); torch.distributed.all_reduce(n_seen)
     return (loss_sum / n_seen).item()
 
+# %% ../nbs/04_train.ipynb #04c068
 def log_epoch(run: Path | None, model, state: dict, row: dict, kept: bool, cfg: TrainConfig, optimizer, scheduler,
               grad_scaler, world: int = 1):
     "Append the epoch's history row; in a run folder, checkpoint (and publish the localizer when its weights are kept). Process 0 only writes."
@@ -309,6 +309,7 @@ def is_main() -> bool:
     "Whether this process writes files and prints (rank 0, or the only process)."
     return world()[0] == 0
 
+# %% ../nbs/04_train.ipynb #04c070
 def init_distributed(device: torch.device) -> torch.device:
     "Join torchrun's process group (once; NCCL on GPUs, gloo on CPUs) and return this process's device."
     rank, local, size = world()
@@ -326,6 +327,14 @@ def _broadcast(value: float) -> float:
     return float(t.item())
 
 # %% ../nbs/04_train.ipynb #04c020
+def _scaler_of(ds):
+    "The LabelScaler a dataset standardizes with (ChirpDataset, its Subset or ConcatDataset), or None."
+    if getattr(ds, 'scaler', None) is not None: return ds.scaler
+    for inner in getattr(ds, 'datasets', []) or [getattr(ds, 'dataset', None)]:
+        sc = _scaler_of(inner) if inner is not None else None
+        if sc is not None: return sc
+    return None
+
 def fit(model: ChirpLocalizer, train_data: Dataset, test_data: Dataset, config: TrainConfig | None = None,
         out_dir=None, resume: bool = False):
     "Train `model` by the paper's recipe; returns `(model with the best weights, history DataFrame)`."

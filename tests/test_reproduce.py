@@ -10,7 +10,8 @@ import nbformat
 import pytest
 
 from chirploc.figures import FIGURE_FILES
-from chirploc.reproduce import RESULT_KEYS, check_results, results_table
+from chirploc.reproduce import RESULT_KEYS, check_results
+from chirploc.results import results_table
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / 'nbs' / '07_reproduce.ipynb'
