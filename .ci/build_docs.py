@@ -93,6 +93,7 @@ class Site:
             rel = md.relative_to(self.repo)
             self.dest[md] = self.out / rel.with_suffix('.html')
         self.broken: list[str] = []
+        self.mathjax: Path | None = None
 
     def rewrite_links(self, body: str, src: Path, page: Path) -> str:
         "Relative hrefs of a page made from `src`: to the rendered page where there is one, else to the checkout's file."
@@ -165,6 +166,21 @@ def _title(src: Path, nb, repo: Path) -> tuple[str, str]:
     return first.replace('`', ''), ''
 
 
+MATHJAX_CDN = re.compile(r'https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*')
+
+
+def local_mathjax(out: Path) -> Path | None:
+    """MathJax 2 copied into the docs (from the jupyter-server-mathjax package of the dev extra), so that the chapters'
+    formulas typeset offline too. None where it is not installed: the pages then load it from its CDN, online only."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    static = Path(jupyter_server_mathjax.__file__).parent / 'static'
+    shutil.copytree(static, out / 'mathjax', ignore=shutil.ignore_patterns('localization'))
+    return out / 'mathjax' / 'MathJax.js'
+
+
 def render_page(site: Site, order: list[Path], i: int) -> list[str]:
     "Write the page of `order[i]`; returns the links in it to missing files."
     src = order[i]
@@ -178,6 +194,9 @@ def render_page(site: Site, order: list[Path], i: int) -> list[str]:
         nb, resources={'metadata': {'path': str(site.repo), 'name': _title(src, nb, site.repo)[0]}})
     site.broken = []
     body = site.rewrite_links(body, src, page)
+    if site.mathjax:
+        url = os.path.relpath(site.mathjax, page.parent) + '?config=TeX-AMS-MML_HTMLorMML-full,Safe'
+        body = MATHJAX_CDN.sub(url, body)
     page.write_text(_with_nav(body, _nav(site, order, i, page)), encoding='utf-8')
     return site.broken
 
@@ -190,6 +209,9 @@ def build(out: Path | str = ROOT / '_docs', repo: Path | str = ROOT, log=print, 
         shutil.rmtree(out)
     out.mkdir(parents=True)
     site = Site(repo, out)
+    site.mathjax = local_mathjax(out)
+    if site.mathjax is None:
+        log('note: jupyter-server-mathjax is not installed: formulas typeset only online (MathJax from its CDN)')
     order = [p.resolve() for p in site.mds[:1] + site.nbs + site.mds[1:]]
     titles = {src: _title(src, _notebook(src), repo) for src in order}
     workers = workers or min(2, os.cpu_count() or 1)
@@ -244,7 +266,8 @@ def page_text(body: str) -> str:
 
 def problems(page: Path) -> list[str]:
     """What is wrong with one rendered page, as `PAGE: problem` lines: a raw traceback or ANSI escape codes in what it
-    shows (an error output committed in a chapter), or an <img> whose source is neither embedded nor an existing file."""
+    shows (an error output committed in a chapter), or an <img> whose source is neither embedded nor an existing file, or a local <script> (MathJax) that is
+    not there."""
     body = page.read_text(encoding='utf-8')
     found = []
     for m in TRACEBACK.finditer(page_text(body)):
@@ -257,6 +280,10 @@ def problems(page: Path) -> list[str]:
                 found.append(f'{page.name}: an <img> with an empty embedded image')
         elif not _is_local(src) or not (page.parent / src.split('#')[0]).is_file():
             found.append(f'{page.name}: an <img> whose source is not a file next to the page: {src[:120]}')
+    for src in re.findall(r'<script\b[^>]*?\bsrc="([^"]*)"', body, flags=re.I):
+        src = html.unescape(src).split('?')[0]
+        if _is_local(src) and not (page.parent / src).is_file():
+            found.append(f'{page.name}: a <script> whose source is not there: {src}')
     return found
 
 

@@ -62,6 +62,9 @@ def test_links_resolve(site):
             href = docs.html.unescape(href).split('#')[0]
             if href and docs._is_local(href):
                 assert (page.parent / href).exists(), f'{page.relative_to(site)} links to a missing {href}'
+    # formulas typeset offline where the dev extra's MathJax is installed (the <script> is checked by problems())
+    if importlib.util.find_spec('jupyter_server_mathjax'):
+        assert 'src="mathjax/MathJax.js?' in (site / '01_generate.html').read_text()
     # a chapter's link to another chapter goes to its page
     overview = (site / 'overview.html').read_text()
     assert 'href="04_train.html"' in overview and '04_train.ipynb"' not in overview
