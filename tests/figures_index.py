@@ -84,10 +84,15 @@ def md_provenance(folder: Path) -> list[tuple[str, str]]:
     found = []
     for md in sorted(folder.glob('*.md')):
         text = md.read_text(encoding='utf-8')
+        if md.name.startswith('fig8_'):
+            continue
+        # an inline `command`, else the commands of the first fenced block that holds any
         m = COMMAND.search(text)
-        if m and not md.name.startswith('fig8_'):
-            c = COMMIT.search(text, m.end())
-            found.append((m.group(1), c.group(1) if c else ''))
+        block = re.search(r'```\w*\n((?:(?:\.venv/bin/)?(?:python|chirploc|papermill|bash) [^\n]+\n)+)```', text)
+        cmd = m.group(1) if m else '; '.join(block.group(1).split('\n')[:-1]) if block else None
+        if cmd:
+            c = COMMIT.search(text, m.end() if m else 0) or COMMIT.search(text)
+            found.append((cmd, c.group(1) if c else ''))
     return found
 
 
@@ -185,8 +190,13 @@ def cell(s: str) -> str:
 
 
 def size(folder: Path) -> tuple[int, float]:
+    "The folder's own files: how many, and their MB."
     files = [p for p in folder.iterdir() if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files) / 1e6
+
+
+def megabytes(mb: float) -> str:
+    return f'{mb:.1f} MB' if mb >= 0.1 else f'{mb * 1e3:.0f} kB'
 
 
 def index() -> str:
@@ -265,7 +275,7 @@ def index() -> str:
         out.append('')
 
     out += ['## Other records', '',
-            '| folder | what | made by | commit | files, MB | cited | read by |', '|---|---|---|---|---|---:|---|']
+            '| folder | what | made by | commit | files | cited | read by |', '|---|---|---|---|---|---:|---|']
     for f in folders:
         name = rel(f)
         if name in runs:
@@ -278,7 +288,7 @@ def index() -> str:
                 if cmds else '(not recorded)')
         n, m = size(f)
         out.append('| ' + ' | '.join(cell(x) for x in [
-            f'[`{name}`]({name}/)', what, made, ', '.join(commits), f'{n}, {m:.1f}', str(cited.get(name, 0)),
+            f'[`{name}`]({name}/)', what, made, ', '.join(commits), f'{n}, {megabytes(m)}', str(cited.get(name, 0)),
             ', '.join(f'`{p}`' for p in read.get(name, []))]) + ' |')
     uncited = [rel(f) for f in folders if not cited.get(rel(f))]
     out += ['', '## Not cited by README.md', '',
