@@ -33,10 +33,18 @@ def _input_errors() -> tuple:
 
 def main(argv=None):
     "Entry point of the `chirploc` console script: `chirploc [--debug] COMMAND [options]`."
-    from chirploc.core import DEBUG_ENV, debugging, error_line
+    from chirploc.core import DEBUG_ENV
     argv = list(sys.argv[1:] if argv is None else argv)
-    if '--debug' in argv[:1]:  # tracebacks instead of one-line errors, for this command and what it calls
-        argv = argv[1:]; os.environ[DEBUG_ENV] = '1'
+    if argv[:1] != ['--debug']: return _main(argv)
+    before = os.environ.get(DEBUG_ENV)  # tracebacks instead of one-line errors, for this command and what it calls
+    os.environ[DEBUG_ENV] = '1'
+    try: return _main(argv[1:])
+    finally:  # a caller in the same process (a test, a notebook) keeps its own setting
+        if before is None: os.environ.pop(DEBUG_ENV, None)
+        else: os.environ[DEBUG_ENV] = before
+
+def _main(argv: list) -> int:
+    from chirploc.core import debugging, error_line
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage()); return 0
     name, rest = argv[0], argv[1:]
