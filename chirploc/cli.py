@@ -7,6 +7,7 @@ __all__ = ['COMMANDS', 'main']
 
 # %% ../nbs/09_cli.ipynb #09c003
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -25,9 +26,25 @@ def _usage() -> str:
     lines += [f'  {name:<10} {doc}' for name, (_, _, doc) in COMMANDS.items()]
     return '\n'.join(lines)
 
+def _input_errors() -> tuple:
+    "The errors that are a user's to fix (a bad file, a missing folder): reported in one line, not as a traceback."
+    from chirploc.labels import DataError
+    return (DataError, OSError)
+
 def main(argv=None):
-    "Entry point of the `chirploc` console script."
+    "Entry point of the `chirploc` console script: `chirploc [--debug] COMMAND [options]`."
+    from chirploc.core import DEBUG_ENV
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ['--debug']: return _main(argv)
+    before = os.environ.get(DEBUG_ENV)  # tracebacks instead of one-line errors, for this command and what it calls
+    os.environ[DEBUG_ENV] = '1'
+    try: return _main(argv[1:])
+    finally:  # a caller in the same process (a test, a notebook) keeps its own setting
+        if before is None: os.environ.pop(DEBUG_ENV, None)
+        else: os.environ[DEBUG_ENV] = before
+
+def _main(argv: list) -> int:
+    from chirploc.core import debugging, error_line
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage()); return 0
     name, rest = argv[0], argv[1:]
@@ -37,7 +54,16 @@ def main(argv=None):
     try: fn = getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError):
         print(f"chirploc: command {name!r} is not available in this version", file=sys.stderr); return 2
-    result = fn(rest)
+    try: result = fn(rest)
+    except SystemExit as e:  # a command's own one-line error (`cli_error`: the message), or argparse's exit status
+        if isinstance(e.code, str): print(e.code, file=sys.stderr); return 1
+        return 0 if e.code is None else e.code
+    except KeyboardInterrupt as e:  # Ctrl-C: the command's note of what it kept (Interrupted), exit 128 + SIGINT
+        if debugging(): raise
+        print(f"\nchirploc {name}: {str(e) or 'stopped'}", file=sys.stderr); return 130
+    except _input_errors() as e:
+        if debugging(): raise
+        print(f"chirploc {name}: {error_line(e)}", file=sys.stderr); return 1
     return result if isinstance(result, int) else 0
 
 # %% ../nbs/09_cli.ipynb #09c005

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'remove_stale_temps', 'Config', 'option', 'add_options',
+__all__ = ['DEBUG_ENV', 'PROVENANCE_KEYS', 'atomic_path', 'atomic_write', 'remove_stale_temps', 'Config', 'option', 'add_options',
            'coerce_option', 'options_from', 'isolated_rng', 'git_commit', 'versions', 'cpu_model', 'device_name',
-           'env_true', 'hub_reachable', 'progress_bar', 'pyplot', 'save_figure', 'figure_provenance']
+           'env_true', 'hub_reachable', 'debugging', 'error_line', 'cli_error', 'Interrupted', 'progress_bar', 'pyplot',
+           'save_figure', 'figure_provenance']
 
 # %% ../nbs/00_core.ipynb #00c006
 @contextmanager
@@ -191,6 +192,27 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     t = threading.Thread(target=probe, daemon=True)  # DNS has no timeout of its own: bound the whole probe
     t.start(); t.join(timeout + 0.5)
     return bool(ok)
+
+# %% ../nbs/00_core.ipynb #00c031
+DEBUG_ENV = 'CHIRPLOC_DEBUG'
+
+def debugging() -> bool:
+    "Whether commands show an error's traceback rather than its one line (`chirploc --debug`, or CHIRPLOC_DEBUG=1)."
+    return env_true(DEBUG_ENV)
+
+def error_line(e: BaseException) -> str:
+    "The message of error `e` in one line; for an error a torch DataLoader worker re-raised, the original message, not the worker's traceback."
+    s = str(e)
+    if 'Original Traceback' in s: s = s.strip().splitlines()[-1].split(': ', 1)[-1]
+    return ' '.join(s.split('\n'))
+
+def cli_error(command: str, e: BaseException):
+    "End `chirploc COMMAND` on error `e`: 'chirploc COMMAND: message' on stderr, exit status 1; `e` itself (its traceback) when debugging."
+    if debugging(): raise e
+    raise SystemExit(f"chirploc {command}: {error_line(e)}")
+
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C in a long command; the message says in one line what was kept and how to go on (`chirploc` prints it, exit 130)."
 
 # %% ../nbs/00_core.ipynb #00c041
 class _Lines:

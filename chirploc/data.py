@@ -160,7 +160,11 @@ class ArrayFolder(ChirpSource):
         if self._arrays is None: self._arrays = {}
         k = int(i) // self.shard_size
         if k not in self._arrays: self._arrays[k] = self._open(k)
-        return np.array(self._arrays[k][int(i) % self.shard_size])
+        m = np.array(self._arrays[k][int(i) % self.shard_size])
+        if not np.isfinite(m).all():  # a NaN would train (or score) silently: refused, naming the shard and the row
+            raise DataError(f"{self.path / self.meta['shards'][k]}: row {int(i) % self.shard_size} (sample {i}) holds NaN or "
+                            "infinite values; a spectrogram is finite: regenerate the shard")
+        return m
 
     def __getstate__(self):  # worker processes reopen the memory maps instead of receiving copies
         return {**self.__dict__, '_arrays': None}

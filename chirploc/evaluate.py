@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .core import Interrupted, cli_error
 from .data import ChirpDataset, make_loader, open_source
 from .generate import PRESENCE
 from .labels import TARGET_UNITS, DataError, split_indices
-from .inputs import figure_to_matrix
+from .inputs import figure_to_matrix, load_matrix
 from .model import CLASS_TARGETS, ChirpLocalizer, prediction_items
 from .train import evaluate as timed_pass, pearson_r, pick_device
 
@@ -218,9 +219,7 @@ def describe_chirp(p) -> str:
 # %% ../nbs/05_evaluate.ipynb #05c023
 import argparse
 
-def _fail(cmd: str, e: Exception):
-    print(f"chirploc {cmd}: {e}", file=sys.stderr)
-    raise SystemExit(2)
+def _fail(cmd: str, e: Exception): cli_error(cmd, e)  # one line naming the file, exit 1 (00_core); CHIRPLOC_DEBUG=1: the traceback
 
 def format_report(report: dict) -> str:
     "A small text table of a report."
@@ -258,6 +257,8 @@ def evaluate_cli(argv=None):
     try: report, _ = evaluate_localizer(a.model, a.data, split=a.split, batch_size=a.batch_size, workers=a.workers,
                                         device=a.device, refine_with_likelihood=a.refine)
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('evaluate', e)
+    except KeyboardInterrupt:
+        raise Interrupted("stopped; evaluate writes nothing until it ends, so nothing was kept: run the same command again") from None
     if a.json: print(json.dumps(report)); return
     print(format_report(report))
     if 'refined' in report: print("\nrefined by the likelihood (05d_limit), the model's estimates as starts:\n" + format_report(report['refined']))
@@ -284,7 +285,7 @@ def predict_cli(argv=None):
         parts = []
         for p in a.inputs:
             if str(p).endswith('.npy'):
-                x = np.load(p, allow_pickle=False)
+                x = load_matrix(p)  # 128x128 (or a stack of them), finite numbers; never a pickle (02b_inputs)
                 d = m.predict(x, batch_size=a.batch_size, candidates=REFINE_CANDIDATES if a.refine else 0)
                 if a.refine: d = refine(d, x.reshape(-1, *x.shape[-2:]), 'array')  # the raw matrices: the generator's scale
                 d.insert(0, 'file', [p] if x.ndim == 2 else [f"{p}[{i}]" for i in range(len(d))])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,15 +18,15 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from .core import Config, atomic_path, atomic_write, remove_stale_temps
+from .core import Config, Interrupted, atomic_path, atomic_write, cli_error, remove_stale_temps
 
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'GeneratorConfig',
            'empty_spectrograms', 'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps',
            'chirp_bins', 'ridge_points', 'chirp_ridges', 'add_noise_and_smooth', 'smoothing_matrix', 'draw_noise',
            'noise_levels', 'generate_batch', 'png_bytes', 'FigureRenderer', 'figure_pixels', 'per_config',
-           'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'write_dataset', 'generate_parser',
-           'generate_cli']
+           'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'samples_written', 'write_dataset',
+           'generate_parser', 'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -416,6 +417,16 @@ def _files_present(out: Path, format: str, done: int, shard_size: int, sizes=())
         if not ok: return k * shard_size
     return done
 
+def _quiet_on_ctrl_c():
+    "Worker initializer: Ctrl-C (SIGINT, sent to the whole process group) ends a worker at once and silently, where"
+    "Python would print its traceback; the main process reports. What the worker had not finished is redone on resume."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+def samples_written(out) -> int:
+    "How many samples a (possibly interrupted) dataset folder holds: the rows of its labels.csv."
+    p = Path(out) / LABELS_FILE
+    return max(0, p.read_text().count('\n') - 1) if p.is_file() else 0
+
 def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: GeneratorConfig | None = None,
                   workers: int | None = None, chunk: int | None = None, shard_size: int = 1000,
                   progress: bool = True, inputs=()) -> Path:
@@ -426,6 +437,8 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     sizes = sorted({int(s) for s in ((inputs,) if isinstance(inputs, int) else inputs or ())})
     if sizes and format != 'png': raise ValueError("network inputs are written from the figures: use format='png'")
     cfg, out, n = cfg or GeneratorConfig(), Path(out), int(n)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: a file, not a folder; the dataset is written into a folder (a new one, or the one to resume)")
     step = shard_size if format == 'array' else (chunk or 50)
     meta = dict(format=format, seed=int(seed), n=n, config=cfg.to_dict(), complete=False,
                 shard_size=shard_size if format == 'array' else None, dtype='float32' if format == 'array' else None,
@@ -454,7 +467,7 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     work = _work_array if format == 'array' else _work_png
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     bar = progress_bar(total=n, initial=done, desc=f"generate {format}", unit='sample', disable=not progress)
-    with open(labels_path, 'a') as f:
+    with bar, open(labels_path, 'a') as f:
         def finish(start, stop, lines):  # the worker's labels rows, once its files are on disk
             f.write(lines); f.flush(); os.fsync(f.fileno())
             bar.update(stop - start)
@@ -463,9 +476,8 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
         else:
             # fork where the OS has it (fast start; the workers use only NumPy, SciPy and matplotlib), else spawn
             ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
-            with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_on_ctrl_c) as ex:
                 for done_job in ex.map(work, jobs): finish(*done_job)
-    bar.close()
     _write_noise_levels(out, n, seed, cfg)
     meta['complete'] = True
     atomic_write(out / META_FILE, json.dumps(meta, indent=1))
@@ -500,6 +512,8 @@ def generate_cli(argv=None):
     try:
         path = write_dataset(a.out, a.n, seed=a.seed, format=a.format, cfg=GeneratorConfig(p_empty=a.p_empty),
                              workers=a.workers, shard_size=a.shard_size, progress=a.progress, inputs=a.inputs)
-    except ValueError as e:
-        raise SystemExit(f"chirploc generate: {e}")
+    except ValueError as e: cli_error('generate', e)
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped; kept {samples_written(a.out)} of {a.n} samples in {a.out}; "
+                          "run the same command again to go on") from None
     print(f"wrote {a.n} samples ({a.format}, seed {a.seed}{f', {a.p_empty:.0%} chirp-free' if a.p_empty else ''}) to {path}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from .generate import GeneratorConfig, figure_pixels, figure_renderer
 from .labels import DataError
 
 # %% auto #0
-__all__ = ['INPUT_FORMATS', 'FIGURE_SIZE', 'FIGURE_BOX', 'InputFormat', 'load_image', 'normalize_matrix', 'preprocess_matrix',
-           'preprocess_image', 'prepare_input', 'mpl_plot_box', 'render_figure', 'find_plot_box', 'viridis_lut',
-           'viridis_to_values', 'figure_to_matrix', 'figure_fidelity']
+__all__ = ['INPUT_FORMATS', 'MAX_FIGURE_SIDE', 'MATRIX_SHAPE', 'FIGURE_SIZE', 'FIGURE_BOX', 'InputFormat', 'check_figure_size',
+           'load_image', 'normalize_matrix', 'check_matrix', 'load_matrix', 'preprocess_matrix', 'preprocess_image',
+           'prepare_input', 'mpl_plot_box', 'render_figure', 'find_plot_box', 'viridis_lut', 'viridis_to_values',
+           'figure_to_matrix', 'figure_fidelity']
 
 # %% ../nbs/02b_inputs.ipynb #02bc008
 INPUT_FORMATS = {'rgb224': dict(size=224, channels=3), 'matrix': dict(size=128, channels=1),
@@ -63,14 +65,29 @@ class InputFormat:
         return cls(**d)
 
 # %% ../nbs/02b_inputs.ipynb #02bc011
+MAX_FIGURE_SIDE = 4096  # pixels; a ChirpLoc100K figure is 640x480 (the same figure at 6x its dpi still fits)
+
+def check_figure_size(size, where='figure') -> tuple:
+    "(width, height) of a figure, or DataError naming `where` when a side exceeds MAX_FIGURE_SIDE (checked before decoding)."
+    w, h = size
+    if max(w, h) > MAX_FIGURE_SIDE:
+        raise DataError(f"{where}: the image is {w}x{h} pixels, larger than a spectrogram figure chirploc reads "
+                        f"(at most {MAX_FIGURE_SIDE} on a side; a ChirpLoc100K figure is 640x480)")
+    return w, h
+
 def load_image(path) -> Image.Image:
-    "Open and fully decode an image file; DataError naming the file when it is missing, truncated or corrupt."
+    "Open and fully decode an image file of at most MAX_FIGURE_SIDE pixels a side; DataError naming the file when it is missing, too large, truncated or corrupt."
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im
+        with warnings.catch_warnings():  # PIL warns of a 'decompression bomb' from the header's size: checked here instead
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                check_figure_size(im.size, path)  # the header's size, before anything is decoded
+                im.load()
+                return im
+    except DataError: raise
     except FileNotFoundError: raise DataError(f"{path}: image file is missing") from None
+    except IsADirectoryError: raise DataError(f"{path}: is a folder, not an image file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot decode the image ({type(e).__name__}: {e}); "
                         "the file is truncated or corrupt: regenerate it") from None
@@ -86,6 +103,43 @@ def normalize_matrix(S: np.ndarray) -> np.ndarray:
     S = np.asarray(S, dtype=np.float32)
     lo, hi = S.min(), S.max()
     return (S - lo) / (hi - lo) if hi > lo else np.zeros_like(S)
+
+MATRIX_SHAPE = (128, 128)  # (frequency, time) bins of the generator's spectrogram (GeneratorConfig's num_freq_bins, num_time_bins)
+
+def check_matrix(a, where: str = 'array', shape: tuple = MATRIX_SHAPE, stack: bool = True) -> np.ndarray:
+    "`a` as a spectrogram matrix (F, T) = `shape`, or a stack (N, F, T) when `stack`: real numbers, all finite; DataError naming `where` otherwise."
+    a = np.asarray(a)
+    F, T = shape
+    if a.dtype == object: raise DataError(f"{where}: holds Python objects, not numbers; a spectrogram matrix is an array of real numbers")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise DataError(f"{where}: holds {a.dtype} values; a spectrogram matrix holds real numbers (float32, as "
+                        "`chirploc generate --format array` writes)")
+    if a.shape[-2:] != tuple(shape) or a.ndim not in ((2, 3) if stack else (2,)):
+        raise DataError(f"{where}: an array of shape {a.shape}; expected a {F}x{T} spectrogram (frequency bins x time "
+                        f"bins, as the generator makes){f' or a stack (N, {F}, {T})' if stack else ''}")
+    if a.size == 0: raise DataError(f"{where}: a stack of no matrices, shape {a.shape}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise DataError(f"{where}: holds {int(bad.sum())} NaN or infinite value(s) (the first at index "
+                        f"{tuple(int(i) for i in np.argwhere(bad)[0])}); a spectrogram matrix is finite")
+    return a
+
+def load_matrix(path, shape: tuple = MATRIX_SHAPE) -> np.ndarray:
+    "A `.npy` file of one spectrogram matrix (F, T) or a stack (N, F, T), checked by `check_matrix`; never unpickles; DataError naming the file."
+    path = Path(path)
+    try: a = np.load(path, allow_pickle=False)
+    except FileNotFoundError: raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError: raise DataError(f"{path}: is a folder, not a .npy file") from None
+    except ValueError as e:
+        if 'Object arrays' in str(e):
+            raise DataError(f"{path}: holds Python objects (pickled), not numbers; chirploc loads no pickles: "
+                            "save a float array with np.save") from None
+        raise DataError(f"{path}: not a NumPy .npy array ({e}); expected a {shape[0]}x{shape[1]} matrix saved with np.save") from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read it as a .npy array ({type(e).__name__}: {e}); the file is truncated or corrupt") from None
+    if not isinstance(a, np.ndarray):  # an .npz archive
+        a.close(); raise DataError(f"{path}: an .npz archive; expected one matrix saved with np.save (.npy)")
+    return check_matrix(a, str(path), shape)
 
 def preprocess_matrix(S: np.ndarray, fmt='matrix', normalize: bool = True) -> np.ndarray:
     "A (F, T) spectrogram as network input (C, size, size) float32 for a `matrix` format: min-max, resize, replicate."

@@ -21,14 +21,14 @@ from torch import nn
 
 from .core import Config, atomic_write, env_true, hub_reachable, option, versions
 from .generate import PRESENCE
-from .inputs import InputFormat, prepare_input
-from .labels import DEFAULT_TARGETS, LabelScaler, check_targets
+from .inputs import InputFormat, check_matrix, prepare_input
+from .labels import DEFAULT_TARGETS, DataError, LabelScaler, check_targets
 
 # %% auto #0
-__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'ModelOptions', 'LocalizerConfig', 'BackboneUnavailable',
-           'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
-           'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
-           'backbone_fingerprint', 'prediction_items']
+__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'MODEL_TYPES', 'CONFIG_KEYS', 'ModelOptions', 'LocalizerConfig',
+           'BackboneUnavailable', 'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules',
+           'apply_lora', 'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
+           'check_safetensors', 'check_model_folder', 'backbone_fingerprint', 'prediction_items']
 
 # %% ../nbs/03_model.ipynb #03c006
 PAPER_BACKBONE = 'google/vit-base-patch16-224'
@@ -374,12 +374,50 @@ def count_parameters(model: nn.Module) -> pd.DataFrame:
     return df.set_index('part')
 
 # %% ../nbs/03_model.ipynb #03c034
-def _read_localizer_config(folder: Path) -> LocalizerConfig:
-    conf = Path(folder) / 'config.json'
+MODEL_TYPES = ('vit', 'chirploc-cnn', 'chirploc-heatmap')  # the backbones a localizer's config may name (vit_config.model_type)
+CONFIG_KEYS = ('chirploc', 'versions', 'weights', 'localizer')   # what save_pretrained writes in config.json
+
+def check_safetensors(path) -> Path:
+    "`path` if it is a whole safetensors file (its header is read, not the weights); DataError naming it otherwise."
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.is_file(): raise DataError(f"{path}: no such file; a localizer folder holds its weights there")
+    try:
+        with safe_open(str(path), 'pt') as f: f.keys()
+    except Exception as e:  # SafetensorError (truncated, not safetensors), OSError
+        raise DataError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())}); the file is truncated "
+                        "or corrupt: copy or save the model again") from None
+    return path
+
+def check_model_folder(folder) -> LocalizerConfig:
+    "The LocalizerConfig of a `save_pretrained` folder, after checking it: config.json valid and known, weights readable."
+    "DataError naming the file and the problem otherwise (FileNotFoundError when there is no config.json)."
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: a file, not a folder; a localizer is a folder written by ChirpLocalizer.save_pretrained")
+    conf = folder / 'config.json'
     if not conf.exists(): raise FileNotFoundError(f"{folder}: no config.json (not a folder written by ChirpLocalizer.save_pretrained)")
-    d = json.loads(conf.read_text())
-    if 'chirploc' not in d: raise ValueError(f"{conf} is not a chirploc localizer config (no 'chirploc' key)")
-    return LocalizerConfig.from_dict(d['localizer'])
+    try: d = json.loads(conf.read_text())
+    except (ValueError, UnicodeDecodeError) as e: raise DataError(f"{conf}: not valid JSON ({e})") from None
+    if not isinstance(d, dict) or d.get('chirploc') != 'localizer' or not isinstance(d.get('localizer'), dict):
+        raise DataError(f"{conf}: not a chirploc localizer config (expected 'chirploc': 'localizer' and a 'localizer' object)")
+    unknown = sorted(set(d) - set(CONFIG_KEYS))
+    if unknown: raise DataError(f"{conf}: unknown key(s) {unknown}; a localizer's config.json holds {list(CONFIG_KEYS)}")
+    vc = d['localizer'].get('vit_config')
+    kind = vc.get('model_type', 'vit') if isinstance(vc, dict) else 'vit'
+    if kind not in MODEL_TYPES:
+        raise DataError(f"{conf}: unknown model_type {kind!r} (localizer.vit_config); chirploc builds {list(MODEL_TYPES)}")
+    try: cfg = LocalizerConfig.from_dict(d['localizer'])
+    except (ValueError, TypeError, KeyError) as e: raise DataError(f"{conf}: {' '.join(str(e).split())}") from None
+    adapter = d.get('weights') == 'adapter'
+    if d.get('weights', 'full') not in ('full', 'adapter') or adapter != (folder / 'adapter').is_dir():
+        raise DataError(f"{conf}: weights is {d.get('weights')!r} but the folder {'lacks' if adapter else 'holds'} adapter/; "
+                        "save the model again")
+    check_safetensors(folder / 'model.safetensors')
+    if adapter: check_safetensors(folder / 'adapter' / 'adapter_model.safetensors')
+    return cfg
+
+def _read_localizer_config(folder: Path) -> LocalizerConfig: return check_model_folder(folder)
 
 def backbone_fingerprint(vit: nn.Module) -> str:
     "SHA-256 of a backbone's weights (names, shapes and bytes, LoRA adapters left out): which pretrained weights these are."
@@ -443,18 +481,19 @@ def load_weights(self: ChirpLocalizer, folder) -> ChirpLocalizer:
     folder = Path(folder)
     weights = folder / 'model.safetensors'
     if not weights.exists(): raise FileNotFoundError(f"{folder}: no model.safetensors")
-    state = load_file(str(weights))
+    state = load_file(str(check_safetensors(weights)))
     try:
         if (folder / 'adapter').exists():
             from peft import set_peft_model_state_dict
-            set_peft_model_state_dict(self.backbone, load_file(str(folder / 'adapter' / 'adapter_model.safetensors')))
+            adapter = check_safetensors(folder / 'adapter' / 'adapter_model.safetensors')
+            set_peft_model_state_dict(self.backbone, load_file(str(adapter)))
             missing, unexpected = self.load_state_dict(state, strict=False)
             missing = [k for k in missing if not k.startswith('backbone.')]  # the base weights: loaded from their source
             if missing or unexpected: raise RuntimeError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         else: self.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{weights} does not fit the architecture in {folder / 'config.json'} (saved with another "
-                         f"transformers/peft version?): {str(e)[:500]}") from None
+        raise DataError(f"{weights} does not fit the architecture in {folder / 'config.json'} (saved with another "
+                        f"transformers/peft version?): {' '.join(str(e).split())[:300]}") from None
     return self
 
 @patch(cls_method=True)
@@ -512,10 +551,9 @@ def prediction_items(inputs) -> list:
         if inputs.ndim != 4: raise ValueError(f"a tensor input must be (B, C, H, W) or (C, H, W), got {tuple(inputs.shape)}")
         return [(None, t) for t in inputs]
     if isinstance(inputs, np.ndarray):
-        if inputs.ndim == 2 or (inputs.ndim == 3 and inputs.dtype == np.uint8 and inputs.shape[-1] in (3, 4)):
-            return [(None, inputs)]  # a matrix, or a figure's pixels
-        if inputs.ndim == 3: return [(None, a) for a in inputs]
-        raise ValueError(f"an array input must be a spectrogram (F, T) or a stack (B, F, T), got shape {inputs.shape}")
+        if inputs.ndim == 3 and inputs.dtype == np.uint8 and inputs.shape[-1] in (3, 4): return [(None, inputs)]  # a figure's pixels
+        check_matrix(inputs, f"array of shape {inputs.shape}")  # 128x128, finite real numbers: else an invented answer
+        return [(None, inputs)] if inputs.ndim == 2 else [(None, a) for a in inputs]
     if isinstance(inputs, (list, tuple)): return [it for x in inputs for it in prediction_items(x)]
     raise TypeError(f"cannot predict from a {type(inputs).__name__}: give a PNG path or folder, a PIL image, "
                     "a NumPy matrix (F, T) or a tensor (B, C, H, W)")

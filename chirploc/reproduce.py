@@ -20,7 +20,7 @@ import torch
 
 import chirploc
 from .baselines import evaluate_tracker
-from .core import add_options, atomic_write, coerce_option, device_name, git_commit, hub_reachable, option, save_figure, versions
+from .core import Interrupted, add_options, atomic_write, cli_error, coerce_option, device_name, git_commit, hub_reachable, option, save_figure, versions
 from .data import open_source
 from .detection import choose_threshold, detection_scores
 from .evaluate import REFINE_METHOD, evaluate_localizer
@@ -28,19 +28,19 @@ from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, fig_seed
 from .generate import PRESENCE, GeneratorConfig, write_dataset
 from .bins import quantization_floor
 from .evaluate import prediction_table, regression_report, with_noise_levels
-from .labels import DEFAULT_TARGETS, TARGET_UNITS, split_indices, target_array
+from .labels import DEFAULT_TARGETS, TARGET_UNITS, DataError, split_indices, target_array
 from .model import CLASS_TARGETS, PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ModelOptions
 from .inputs import InputFormat
-from .train import TrainConfig, pick_device, train, training_finished
+from .train import TrainConfig, find_checkpoint, load_checkpoint, pick_device, train, training_finished
 
 # %% auto #0
 __all__ = ['FULL_TARGETS', 'PRESETS', 'PRESET_ALIASES', 'OPTION_NAMES', 'BASELINE_TABLES', 'DETECTION_KEYS', 'RESULT_KEYS',
            'STAGES', 'TOLERANCES', 'RELATIVE', 'HIGHER_IS_BETTER', 'ReproConfig', 'reproduce_config',
            'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone', 'prepare_data', 'train_model',
            'evaluate_model', 'run_baselines', 'refined_report', 'detection_thresholds', 'check_on_figures',
-           'data_fingerprint', 'read_run', 'build_results', 'check_results', 'run_label', 'reproduce', 'write_results',
-           'provenance', 'verdict', 'same_machine', 'compare_results', 'record_of', 'comparison_summary',
-           'against_record', 'reproduce_parser', 'reproduce_cli', 'compare_cli']
+           'data_fingerprint', 'read_run', 'build_results', 'check_results', 'read_results', 'run_label', 'reproduce',
+           'write_results', 'provenance', 'verdict', 'same_machine', 'compare_results', 'record_of',
+           'comparison_summary', 'against_record', 'reproduce_parser', 'reproduce_cli', 'compare_cli']
 
 # %% ../nbs/07_reproduce.ipynb #07c006
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
@@ -302,6 +302,24 @@ def check_results(results: dict, out_dir=None) -> dict:
         if absent: raise ValueError(f"{out_dir}: figures missing: {absent}")
     return results
 
+# %% ../nbs/07_reproduce.ipynb #07c051
+def read_results(path, keys=RESULT_KEYS) -> dict:
+    "A `results.json` file read and checked: valid JSON, an object with the contract's `keys`; DataError naming the file otherwise."
+    path = Path(path)
+    try: text = path.read_text()
+    except FileNotFoundError: raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError: raise DataError(f"{path}: a folder; give the results.json inside it") from None
+    except UnicodeDecodeError: raise DataError(f"{path}: not a text file; expected a run's results.json") from None
+    if not text.strip(): raise DataError(f"{path}: the file is empty; expected a run's results.json (written by chirploc reproduce)")
+    try: r = json.loads(text)
+    except ValueError as e: raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(r, dict): raise DataError(f"{path}: holds a JSON {type(r).__name__}, not the object a results.json is")
+    missing = [k for k in keys if k not in r]
+    if missing: raise DataError(f"{path}: lacks {missing}; expected a run's results.json (chirploc reproduce writes it)")
+    bad = [k for k in ('targets', 'inference') if k in keys and not isinstance(r[k], dict)]
+    if bad: raise DataError(f"{path}: {bad[0]} is a {type(r[bad[0]]).__name__}, not an object of metrics")
+    return r
+
 # %% ../nbs/07_reproduce.ipynb #07c016
 def run_label(cfg: ReproConfig, backbone_desc: str, n_train: int, n_test: int, device: str) -> str:
     return f"{cfg.preset} preset: {backbone_desc}, {n_train:,} train / {n_test:,} test, {device}"
@@ -370,7 +388,7 @@ def same_machine(a: dict, b: dict) -> bool:
 def compare_results(rerun, committed, tolerances: dict | None = None) -> pd.DataFrame:
     "A rerun's results beside a committed run's: each number, the difference, what is allowed (exact or a tolerance), ok,"
     "and the verdict: within, or better / worse when off."
-    a, b = (json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in (rerun, committed))
+    a, b = (read_results(r) if isinstance(r, (str, os.PathLike)) else r for r in (rerun, committed))
     tol, exact = {**TOLERANCES, **(tolerances or {})}, same_machine(a, b)
     recorded = bool(b.get('data_sha256'))  # runs committed before the sha was recorded cannot be checked on it
     rows = [dict(quantity='data (sha256)', committed=b.get('data_sha256'), rerun=a.get('data_sha256'), difference=None,
@@ -437,6 +455,16 @@ def reproduce_parser() -> argparse.ArgumentParser:
     add_options(p, ReproConfig, skip=('preset',), defaults={n: None for n in OPTION_NAMES})
     return p
 
+def _kept(cfg: ReproConfig) -> str:
+    "What an interrupted run keeps in its work folder, and how to go on (the line Ctrl-C prints)."
+    work, done = Path(cfg.work_dir), []
+    labels = work / 'data' / 'labels.csv'
+    if labels.exists(): done.append(f"{max(0, labels.read_text().count(chr(10)) - 1)} of {cfg.n_samples} samples")
+    ckpt = find_checkpoint(work / 'train')
+    if ckpt is not None: done.append(f"training to epoch {load_checkpoint(ckpt)['epoch']}")
+    return (f"stopped; kept {' and '.join(done)} in {work}" if done else f"stopped before anything was kept in {work}") + \
+        "; run the same command again to go on"
+
 def reproduce_cli(argv=None):
     "`chirploc reproduce`: the papermill notebook's pipeline, without Jupyter; `--stage` runs it up to one stage."
     a = vars(reproduce_parser().parse_args(argv))
@@ -446,8 +474,8 @@ def reproduce_cli(argv=None):
         results = reproduce(cfg, stage)
     except Paused as e:  # not a failure: the same command goes on (exit status 75, "try again")
         print(f"chirploc reproduce: {e}; run the same command again to go on", file=sys.stderr); raise SystemExit(75)
-    except (BackboneUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"chirploc reproduce: {e}")
+    except (BackboneUnavailable, FileExistsError, FileNotFoundError, ValueError) as e: cli_error('reproduce', e)
+    except KeyboardInterrupt: raise Interrupted(_kept(cfg) if 'cfg' in locals() else 'stopped before anything was kept') from None
     if results is None: print(f"stage {stage!r} done in {cfg.work_dir}"); return
     print(markdown_table(pd.DataFrame(results['targets']).T.reset_index().rename(columns={'index': 'target'})))
     print(f"wrote {Path(cfg.out_dir) / 'results.json'}")
@@ -461,7 +489,7 @@ def compare_cli(argv=None):
     p.add_argument('committed', help="the committed results.json, e.g. figures/smoke/results.json")
     a = p.parse_args(argv)
     try: table = compare_results(a.rerun, a.committed)
-    except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc compare: {e}")
+    except (OSError, ValueError) as e: cli_error('compare', e)
     print(markdown_table(table))
     bad, unchecked = table[table.ok.eq(False)], table[table.ok.isna()]
     checked = len(table) - len(unchecked)

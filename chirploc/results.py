@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import git_commit, save_figure
+from .core import cli_error, git_commit, save_figure
 from .figures import PAPER, TARGET_NAMES, fig_seed_spread, markdown_table
 from .labels import DEFAULT_TARGETS, TARGET_UNITS
 from .model import CLASS_TARGETS, PAPER_BACKBONE
-from .reproduce import FULL_TARGETS, OPTION_NAMES, reproduce, reproduce_config
+from .reproduce import FULL_TARGETS, OPTION_NAMES, read_results, reproduce, reproduce_config
 
 # %% auto #0
 __all__ = ['recipe_groups', 'results_table', 'update_readme', 'results_cli']
@@ -145,7 +145,7 @@ def _recipe_name(r: dict) -> str:
 
 def recipe_groups(results) -> dict:
     "Runs (dicts or results.json paths) grouped by recipe: {'preset: backbone[, settings changed]': [runs]}, in the order given."
-    runs = [json.loads(Path(r).read_text()) if isinstance(r, (str, os.PathLike)) else r for r in results]
+    runs = [read_results(r) if isinstance(r, (str, os.PathLike)) else r for r in results]
     groups = {}
     for r in runs: groups.setdefault(_recipe(r), []).append(r)
     names = {}
@@ -195,9 +195,9 @@ def results_cli(argv=None):
     p.add_argument('--figure', help="also draw the runs' spread over seeds (fig_seed_spread) into this PNG")
     a = p.parse_args(argv)
     try:
-        runs = [json.loads(Path(r).read_text()) for r in a.results]  # read once: the table and the figure group the same runs
+        runs = [read_results(r) for r in a.results]  # read once: the table and the figure group the same runs
         md = markdown_table(results_table(runs).reset_index())
-    except (OSError, ValueError, KeyError) as e: raise SystemExit(f"chirploc results: {e}")
+    except (OSError, ValueError) as e: cli_error('results', e)
     if a.readme is None: print(md, end='')
     else: print(f"{a.readme}: table {'updated' if update_readme(a.readme, md) else 'unchanged'}")
     if a.figure:

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.std import tqdm
 
-from .core import Config, add_options, atomic_write, option, options_from, progress_bar
+from .core import Config, Interrupted, add_options, atomic_write, cli_error, option, options_from, progress_bar
 from .data import ChirpDataset, SyntheticSource, make_loader, open_source
 from .labels import DataError, LabelScaler, paper_split
 from .model import BackboneUnavailable, ChirpLocalizer, LocalizerConfig, ModelOptions
@@ -30,7 +30,7 @@ __all__ = ['SCHEDULES', 'AMP_MODES', 'KEEP', 'RESUMABLE_CHANGES', 'CHECKPOINT', 
            'amp_dtype', 'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'find_checkpoint',
            'load_checkpoint', 'save_checkpoint', 'training_finished', 'write_history', 'append_history',
            'make_optimizer', 'restore_run', 'train_epoch', 'log_epoch', 'world', 'is_main', 'init_distributed', 'fit',
-           'DataOptions', 'make_datasets', 'train', 'train_parser', 'train_cli']
+           'DataOptions', 'make_datasets', 'train', 'train_parser', 'interrupted_note', 'train_cli']
 
 # %% ../nbs/04_train.ipynb #04c006
 SCHEDULES = ('plateau', 'cosine', 'onecycle')
@@ -166,8 +166,14 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 
 # %% ../nbs/04_train.ipynb #04c050
 def load_checkpoint(folder: Path, device='cpu') -> dict:
-    "The training state saved in checkpoint `folder` (weights_only load: no pickled objects)."
-    return torch.load(Path(folder) / 'state.pt', map_location=device, weights_only=True)
+    "The training state saved in checkpoint `folder` (weights_only load: no pickled objects); DataError naming a damaged file."
+    path = Path(folder) / 'state.pt'
+    try: return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError: raise
+    except Exception as e:  # truncated, foreign, or holding objects a weights-only load refuses
+        why = (str(e).strip().splitlines() or [''])[0][:200]
+        raise DataError(f"{path}: cannot read the training state ({type(e).__name__}: {why}); the checkpoint is damaged: "
+                        "start the run again in another --out_dir") from None
 
 # %% ../nbs/04_train.ipynb #04c052
 def save_checkpoint(run_dir: Path, model: ChirpLocalizer, state: dict, best: dict | None = None):
@@ -507,13 +513,20 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument('--resume', action='store_true', help='continue the run in --out_dir from its last finished epoch')
     return p
 
+def interrupted_note(out_dir) -> str:
+    "The line Ctrl-C prints: the epoch the run folder keeps (its checkpoint) and how to go on."
+    ckpt = find_checkpoint(out_dir) if out_dir is not None and Path(out_dir).is_dir() else None
+    if ckpt is None: return f"stopped before the first epoch ended; nothing was kept in {out_dir}: run the same command again"
+    e = load_checkpoint(ckpt)['epoch']
+    return f"stopped in epoch {e + 1}; kept epoch {e} in {out_dir} (checkpoint); run the same command with --resume to go on"
+
 def train_cli(argv=None):
     "`chirploc train`: train a localizer and save it in --out_dir."
     a = train_parser().parse_args(argv)
     options = {**options_from(a, DataOptions), **options_from(a, ModelOptions, drop_none=True), **options_from(a, TrainConfig)}
     try: model, history = train(out_dir=a.out_dir, resume=a.resume, **options)
-    except (BackboneUnavailable, DataError, FileExistsError, FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"chirploc train: {e}")
+    except (BackboneUnavailable, DataError, FileExistsError, FileNotFoundError, ValueError) as e: cli_error('train', e)
+    except KeyboardInterrupt: raise Interrupted(interrupted_note(a.out_dir) if is_main() else 'stopped') from None
     if not is_main(): return  # under torchrun, process 0 speaks for the run
     if not len(history): return print(f"saved the localizer to {a.out_dir}")
     kept = history.iloc[-1] if a.keep == 'last' else history.loc[history.test_loss.idxmin()]
