@@ -13,6 +13,7 @@ statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Produ
 lic = licenses[cfg['license']]
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+scan_requirements = shlex.split(cfg.get('scan_requirements', ''))
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -34,7 +35,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={'chirploc': ['default_model/*']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'scan': scan_requirements},
     python_requires='>=' + cfg['min_python'],
     zip_safe=False,
     entry_points={

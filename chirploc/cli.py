@@ -19,6 +19,7 @@ COMMANDS = {
     'reproduce': ('chirploc.reproduce', 'reproduce_cli', 'the whole paper: data, training, evaluation, figures, results.json'),
     'results': ('chirploc.results', 'results_cli', "the results table: the paper's values beside results.json files"),
     'compare': ('chirploc.reproduce', 'compare_cli', "a rerun's results.json against a committed one, within the stated tolerances"),
+    'scan': ('chirploc.scan', 'scan_cli', 'find chirps in a recording (EDF, WAV, .npy, .csv): events in recording time'),
 }
 
 def _usage() -> str:
