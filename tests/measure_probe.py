@@ -1,0 +1,275 @@
+"""Why LoRA does not learn on the MAE backbone: linear probes of frozen backbones, and LoRA on a backbone known to hold chirp features.
+
+Writes figures/probe/results.json (and probe.png) with every number the chapter nbs/03d_lora.ipynb shows. Stages are
+cached under --work (default runs/probe), so a rerun only does what is missing. On 2 shared cores, one thread:
+
+    export PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    python tests/measure_probe.py                 # about 25 minutes, every stage
+    python tests/measure_probe.py --only probe    # recompute the probes from the cached backbones
+
+Stages: data (matrices from the generator, seed 7: a probe set of mixed chirps, linear-only training chirps for the
+known-good backbone, exponential-only chirps for the LoRA check), hybrid (a chirploc-hybrid trained from scratch on the
+linear chirps: the known-good backbone), mae (a vit-tiny MAE-pretrained on unlabeled matrices with the project's
+pretrain_mae), denoise (a vit-tiny pretrained to output the generator's clean ridge image from the noisy matrix),
+probe (ridge on frozen features, r per target), lora (LoRA r 8 on query and value + the paper's MLP head on [CLS], on
+the exponential chirps the known-good backbone never saw; against a frozen backbone and a random one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.ndimage import gaussian_filter
+
+from chirploc.generate import GeneratorConfig, chirp_ridges, generate_batch, sample_chirps
+from chirploc.inputs import normalize_matrix
+from chirploc.labels import DEFAULT_TARGETS, LabelScaler, target_array
+from chirploc.model import ChirpLocalizer, LocalizerConfig, apply_lora
+from chirploc.probe import fig_probe, linear_probe, pooled, token_states
+from chirploc.train import pearson_r
+
+SEED = 7
+TARGETS = tuple(DEFAULT_TARGETS)
+
+
+def log(*a): print(time.strftime('%H:%M:%S'), *a, flush=True)
+
+
+def make_set(indices, seed=SEED, clean=False):
+    "Normalized matrices (N, 1, 128, 128) float16, labels, and (clean) the noise-free ridge image smoothed as the generator smooths."
+    xs, labs, cl = [], [], []
+    idx = np.asarray(indices)
+    for i in range(0, len(idx), 500):
+        S, p = generate_batch(idx[i:i + 500], seed)
+        xs.append(np.stack([normalize_matrix(s) for s in S])[:, None].astype(np.float16)); labs.append(p)
+        if clean: cl.append(gaussian_filter(chirp_ridges(p), sigma=(0, 1, 1)).astype(np.float16)[:, None])
+    out = dict(x=torch.from_numpy(np.concatenate(xs)), labels=pd.concat(labs, ignore_index=True))
+    if clean: out['clean'] = torch.from_numpy(np.concatenate(cl))
+    return out
+
+
+def of_type(kind, n, start, seed=SEED):
+    "The first `n` sample indices from `start` on whose chirp is of type `kind` (labels only: cheap)."
+    lab = sample_chirps(range(start, start + 4 * n), seed)
+    return start + np.flatnonzero(lab.Chirp_Type.to_numpy() == kind)[:n]
+
+
+def stage_data(work, a):
+    f = work / 'data.pt'
+    if f.exists(): return torch.load(f, weights_only=False)
+    log('data')
+    d = dict(probe_train=make_set(range(0, a.n_probe)), probe_test=make_set(range(100_000, 100_000 + a.n_probe_test)),
+             lin_train=make_set(of_type('linear', a.n_hybrid, 200_000)),
+             exp_train=make_set(of_type('exponential', a.n_lora, 400_000)),
+             exp_test=make_set(of_type('exponential', a.n_lora_test, 500_000)),
+             pre=make_set(range(600_000, 600_000 + a.n_pre), clean=True))
+    torch.save(d, f)
+    return d
+
+
+def y_of(s, scaler): return torch.from_numpy(scaler.transform(target_array(s['labels'], TARGETS)).astype(np.float32))
+
+
+def run_epochs(model, params, x, y, epochs, lr, bs=32, schedule='onecycle', frozen=(), seed=0):
+    "AdamW on `params`, MSE on standardized labels; `frozen` modules kept in eval mode (batch-norm statistics fixed)."
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    steps = epochs * (len(x) // bs)
+    sch = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2) if schedule == 'onecycle'
+           else torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0))
+    g, losses = torch.Generator().manual_seed(seed), []
+    for e in range(epochs):
+        model.train()
+        for m in frozen: m.eval()
+        perm = torch.randperm(len(x), generator=g)
+        tot = 0.0
+        for k in range(len(x) // bs):
+            j = perm[k * bs:(k + 1) * bs]
+            loss = model.loss(model(x[j].float()), y[j])
+            opt.zero_grad(); loss.backward(); opt.step(); sch.step()
+            tot += loss.item()
+        losses.append(tot / (len(x) // bs))
+        log(f'  epoch {e + 1}: train loss {losses[-1]:.4f}')
+    return losses
+
+
+@torch.no_grad()
+def test(model, x, y, bs=256):
+    model.eval()
+    p = torch.cat([model(x[i:i + bs].float()) for i in range(0, len(x), bs)])
+    return dict(loss=float(torch.nn.functional.mse_loss(p, y)), r=pearson_r(p.numpy(), y.numpy()).tolist())
+
+
+def hybrid_model(pooling='soft', scaler=None):
+    torch.manual_seed(0)
+    m = ChirpLocalizer(LocalizerConfig(backbone='chirploc-hybrid', input_format='matrix', pooling=pooling, use_lora=False))
+    if scaler is not None: m.config.label_stats = scaler.to_dict()
+    return m
+
+
+def stage_hybrid(work, d, a):
+    f = work / 'hybrid.pt'
+    if f.exists(): return torch.load(f, weights_only=True)
+    log('hybrid: from scratch on linear chirps')
+    sc = LabelScaler.fit(d['lin_train']['labels'], TARGETS)
+    m = hybrid_model('soft', sc)
+    t0 = time.perf_counter()
+    losses = run_epochs(m, m.parameters(), d['lin_train']['x'], y_of(d['lin_train'], sc), a.hybrid_epochs, 2e-3)
+    res = dict(train_losses=losses, seconds=time.perf_counter() - t0,
+               test_linear_probe_set=test(m, d['probe_test']['x'], y_of(d['probe_test'], sc)))
+    log('hybrid', res)
+    torch.save(dict(state=m.state_dict(), scaler=sc.to_dict(), record=res), f)
+    return torch.load(f, weights_only=True)
+
+
+def stage_mae(work, d, a):
+    from chirploc.pretrain import PretrainConfig, load_mae, pretrain_mae, read_history
+    run = work / 'mae'
+    if not (run / 'backbone').exists():
+        log('mae')
+        ds = torch.utils.data.TensorDataset(d['pre']['x'].float())
+        pretrain_mae(ds, run, PretrainConfig(vit='vit-tiny', steps=a.mae_steps, batch_size=64, base_lr=1e-3,
+                                             device='cpu', checkpoint_every=10_000, log_every=10, progress=False))
+    h = read_history(run)
+    return load_mae(run), dict(loss_first=float(h.loss.iloc[0]), loss_last=float(h.loss.iloc[-1]),
+                              history=h[['step', 'loss']].values.tolist())
+
+
+class Denoiser(torch.nn.Module):
+    "A vit-tiny encoder and a linear map from each patch token to that patch of the clean ridge image."
+    def __init__(self):
+        super().__init__()
+        from chirploc.model import load_backbone
+        torch.manual_seed(0)
+        self.vit, _ = load_backbone('vit-tiny')
+        self.p = self.vit.config.patch_size
+        self.out = torch.nn.Linear(self.vit.config.hidden_size, self.p * self.p)
+    def forward(self, x):
+        h = self.vit(pixel_values=x).last_hidden_state[:, 1:]         # (B, L, width), patches row by row
+        B, L, _ = h.shape; n = int(L ** 0.5)
+        y = self.out(h).view(B, n, n, self.p, self.p).permute(0, 1, 3, 2, 4)
+        return y.reshape(B, 1, n * self.p, n * self.p)
+
+
+def stage_denoise(work, d, a):
+    f = work / 'denoise.pt'
+    m = Denoiser()
+    if f.exists():
+        s = torch.load(f, weights_only=False); m.load_state_dict(s['state']); return m, s['record']
+    log('denoise')
+    x, c = d['pre']['x'], d['pre']['clean']
+    c = c.float() / c.float().amax(dim=(1, 2, 3), keepdim=True)       # each clean ridge scaled to a peak of 1
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)
+    bs, g, hist = 64, torch.Generator().manual_seed(0), []
+    sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=a.denoise_steps, pct_start=0.1)
+    base = float((c ** 2).mean())                                      # the loss of predicting an empty image
+    t0, step = time.perf_counter(), 0
+    while step < a.denoise_steps:
+        perm = torch.randperm(len(x), generator=g)
+        for k in range(len(x) // bs):
+            if step >= a.denoise_steps: break
+            j = perm[k * bs:(k + 1) * bs]
+            loss = torch.nn.functional.mse_loss(m(x[j].float()), c[j])
+            opt.zero_grad(); loss.backward(); opt.step(); sch.step(); step += 1
+            if step % 20 == 0 or step == a.denoise_steps: hist.append([step, loss.item() / base]); log(f'  step {step}: loss / empty {hist[-1][1]:.3f}')
+    rec = dict(steps=step, batch_size=bs, seconds=time.perf_counter() - t0, history=hist, loss_last=hist[-1][1])
+    torch.save(dict(state=m.state_dict(), record=rec), f)
+    return m, rec
+
+
+def stage_probe(d, backbones, a):
+    ytr, yte = (target_array(d[k]['labels'], TARGETS) for k in ('probe_train', 'probe_test'))
+    out = {}
+    pix_tr, pix_te = (d[k]['x'].float().flatten(1).double().numpy() for k in ('probe_train', 'probe_test'))
+    res = linear_probe(pix_tr, ytr, pix_te, yte)
+    out['pixels'] = {'pixels': dict(r=res['r'].tolist(), alpha=res['alpha'], n_features=res['n_features'])}
+    log('probe pixels', np.round(res['r'], 3))
+    for name, m in backbones.items():
+        htr, hte = token_states(m, d['probe_train']['x']), token_states(m, d['probe_test']['x'])
+        out[name] = {}
+        for pool in ('cls', 'mean', 'tokens'):
+            res = linear_probe(pooled(htr, pool), ytr, pooled(hte, pool), yte)
+            out[name][pool] = dict(r=res['r'].tolist(), alpha=res['alpha'], n_features=res['n_features'])
+            log('probe', name, pool, np.round(res['r'], 3))
+        sh = linear_probe(pooled(htr, 'tokens'), np.random.default_rng(0).permutation(ytr), pooled(hte, 'tokens'), yte)
+        out[name]['tokens, shuffled targets'] = dict(r=sh['r'].tolist(), alpha=sh['alpha'], n_features=sh['n_features'])
+    return out
+
+
+def lora_arm(d, hyb, *, trained, lora, pooling, lr, epochs, seed=0):
+    "The paper's adaptation on the exponential chirps: stem frozen, backbone frozen (+ LoRA r 8 on query and value), a fresh head."
+    sc = LabelScaler.fit(d['exp_train']['labels'], TARGETS)             # standardized on the new task's own labels
+    m = hybrid_model(pooling, sc)
+    if trained:
+        own = {k: v for k, v in hyb['state'].items() if k.startswith(('stem.', 'backbone.'))}
+        missing = m.load_state_dict(own, strict=False)
+        assert not [k for k in missing.missing_keys if k.startswith(('stem.', 'backbone.'))], missing
+    for p in list(m.stem.parameters()) + list(m.backbone.parameters()): p.requires_grad_(False)
+    if lora:
+        m.config.use_lora = True
+        m.backbone = apply_lora(m.backbone, m.config)                  # chirploc.model's own LoRA: peft, r 8, alpha 16
+    trainable = [p for p in m.parameters() if p.requires_grad]
+    n_train = sum(p.numel() for p in trainable)
+    t0 = time.perf_counter()
+    losses = run_epochs(m, trainable, d['exp_train']['x'], y_of(d['exp_train'], sc), epochs, lr, frozen=(m.stem,), seed=seed)
+    res = test(m, d['exp_test']['x'], y_of(d['exp_test'], sc))
+    return dict(trained_backbone=trained, lora=lora, pooling=pooling, lr=lr, epochs=epochs, trainable=n_train,
+                train_losses=losses, seconds=round(time.perf_counter() - t0, 1), **res)
+
+
+ARMS = {  # name: the backbone (trained on linear chirps, or random), LoRA or frozen, the head's pooling, peak learning rate
+    'trained hybrid + LoRA, cls, lr 1e-4 (paper)': dict(trained=True, lora=True, pooling='cls', lr=1e-4),
+    'trained hybrid + LoRA, cls, lr 1e-3': dict(trained=True, lora=True, pooling='cls', lr=1e-3),
+    'trained hybrid frozen, cls head only, lr 1e-3': dict(trained=True, lora=False, pooling='cls', lr=1e-3),
+    'trained hybrid + LoRA, soft head, lr 1e-3': dict(trained=True, lora=True, pooling='soft', lr=1e-3),
+    'random + LoRA, cls, lr 1e-3': dict(trained=False, lora=True, pooling='cls', lr=1e-3),
+}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--work', default='runs/probe'); p.add_argument('--out', default='figures/probe')
+    p.add_argument('--only', nargs='*', default=None, help='stages to (re)run among probe, lora (the others are cached)')
+    p.add_argument('--n_probe', type=int, default=2000); p.add_argument('--n_probe_test', type=int, default=1000)
+    p.add_argument('--n_hybrid', type=int, default=10000); p.add_argument('--hybrid_epochs', type=int, default=2)
+    p.add_argument('--n_lora', type=int, default=3000); p.add_argument('--n_lora_test', type=int, default=1000)
+    p.add_argument('--lora_epochs', type=int, default=2)
+    p.add_argument('--n_pre', type=int, default=8000); p.add_argument('--mae_steps', type=int, default=400)
+    p.add_argument('--denoise_steps', type=int, default=300)
+    p.add_argument('--arms', nargs='*', default=list(ARMS))
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    work, out = Path(a.work), Path(a.out); work.mkdir(parents=True, exist_ok=True); out.mkdir(parents=True, exist_ok=True)
+    rf = out / 'results.json'
+    results = json.loads(rf.read_text()) if rf.exists() else {}
+    results['settings'] = {k: v for k, v in vars(a).items() if k not in ('only', 'work', 'out')}
+    d = stage_data(work, a)
+    hyb = stage_hybrid(work, d, a)
+    results['hybrid'] = hyb['record']
+    save = lambda: rf.write_text(json.dumps(results, indent=1))
+    save()
+    if a.only is None or 'probe' in a.only:
+        mae, results['mae'] = stage_mae(work, d, a); save()
+        den, results['denoise'] = stage_denoise(work, d, a); save()
+        from chirploc.model import load_backbone
+        torch.manual_seed(0); rnd, _ = load_backbone('vit-tiny')
+        trained = hybrid_model('soft'); trained.load_state_dict(hyb['state'])
+        bbs = {'vit-tiny, random': rnd, 'vit-tiny, MAE': mae, 'vit-tiny, denoising (clean ridge)': den.vit,
+               'hybrid, random': hybrid_model('soft'), 'hybrid, trained on linear chirps': trained}
+        results['probe'] = stage_probe(d, bbs, a); save()
+    if a.only is None or 'lora' in a.only:
+        results.setdefault('lora', {})
+        for name in a.arms:
+            log('lora', name)
+            results['lora'][name] = lora_arm(d, hyb, epochs=a.lora_epochs, **ARMS[name]); save()
+            log('  ', results['lora'][name]['loss'], np.round(results['lora'][name]['r'], 3))
+    save()
+    fig_probe(results).savefig(out / 'probe.png', dpi=120)
+
+
+if __name__ == '__main__':
+    main()
