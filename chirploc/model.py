@@ -23,12 +23,12 @@ from .core import Config, atomic_write, env_true, hub_reachable, option, version
 from .generate import PRESENCE
 from .inputs import InputFormat, prepare_input
 from .labels import DEFAULT_TARGETS, LabelScaler, check_targets
+from .reports import CLASS_TARGETS
 
 # %% auto #0
-__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'ModelOptions', 'LocalizerConfig', 'BackboneUnavailable',
-           'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora',
-           'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
-           'backbone_fingerprint', 'prediction_items']
+__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'ModelOptions', 'LocalizerConfig', 'BackboneUnavailable', 'ConvBackboneConfig',
+           'ConvBackbone', 'load_backbone', 'lora_target_modules', 'apply_lora', 'regression_head', 'conv_stem',
+           'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters', 'backbone_fingerprint', 'prediction_items']
 
 # %% ../nbs/03_model.ipynb #03c006
 PAPER_BACKBONE = 'google/vit-base-patch16-224'
@@ -63,8 +63,6 @@ SCRATCH_CONFIGS = {
 }
 
 # %% ../nbs/03_model.ipynb #03c008
-CLASS_TARGETS = ('Chirp_Type', PRESENCE)  # classes: a logit each, trained with binary cross-entropy (see below)
-
 @dataclass
 class ModelOptions(Config):
     "The localizer settings a user chooses: `chirploc train`'s and the reproduction's model options (LocalizerConfig resolves the rest)."
