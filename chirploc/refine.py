@@ -28,7 +28,9 @@ GATE_REASONS = ('moved', 'joint', 'ridge')
 
 def off_ridge(est: LimitEstimator, S, states, tol: int = 3) -> np.ndarray:
     "Whether the image's strongest two-column ridge (05d's `pair_seeds`) lies off the ridges of states (B, 5), more than"
-    "`tol` bins from its row or a column from its ends: something bright there that the answer does not explain."
+    "`tol` bins from its row or a column from its ends: something bright there that the answer does not explain. On figures"
+    "the ridge is looked for in the centred matrix itself (treatment 'ignore'): the generalized least squares' images cost more."
+    if est.gls is not None: est = LimitEstimator(est.cfg, kind='figure', treatment='ignore')
     (images, _), _ = est._setup(est._check(S))
     seed = pair_seeds(images, est.shapes, 1)[:, 0]                        # (B, 4): a, 2, fs, fe
     rows = est.shapes.r0[est.shapes.exact(est.shapes.code(*states[:, 1:].T))].astype(np.int64)  # the ridge's row per column
