@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 
 from .bins import BinSpace
-from .data import open_source
-from .evaluate import detection_report, prediction_table, regression_report, with_noise_levels
 from .generate import PRESENCE, GeneratorConfig
-from .labels import DEFAULT_TARGETS, split_indices, target_array
+from .reports import detection_report, prediction_table, regression_report, with_noise_levels
 
 # %% auto #0
 __all__ = ['TRACKER_TARGETS', 'RidgeTracker', 'evaluate_tracker']
@@ -85,6 +83,8 @@ TRACKER_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Ch
 def evaluate_tracker(data, split: str = 'test', tracker: RidgeTracker | None = None, targets=TRACKER_TARGETS,
                      limit: int | None = None, min_duration: float = 1.0) -> tuple[dict, pd.DataFrame]:
     "(report, prediction table) of the ridge tracker on a dataset folder's `split` (all | test | train); + detection."
+    from chirploc.data import open_source  # the data layer needs torch; the tracker itself runs with NumPy alone
+    from chirploc.labels import split_indices, target_array
     tracker = tracker or RidgeTracker()
     src = open_source(data)
     idx = split_indices(len(src), split, limit)

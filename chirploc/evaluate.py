@@ -20,61 +20,15 @@ from .data import ChirpDataset, make_loader, open_source
 from .generate import PRESENCE
 from .labels import TARGET_UNITS, DataError, split_indices
 from .inputs import figure_to_matrix, load_matrix
-from .model import CLASS_TARGETS, ChirpLocalizer, prediction_items
-from .train import evaluate as timed_pass, pearson_r, pick_device
+from .model import ChirpLocalizer, prediction_items
+from .refine import REFINED, REFINE_CANDIDATES, REFINE_METHOD, refine
+from .reports import (CLASS_TARGETS, detection_report, pearson_r, prediction_table, regression_report, roc_auc, roc_curve,
+                              with_noise_levels)
+from .train import evaluate as timed_pass, pick_device
 
 # %% auto #0
-__all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_METHOD', 'roc_auc', 'roc_curve', 'detection_report', 'regression_report',
-           'default_model_dir', 'load_localizer', 'refine', 'evaluate_localizer', 'with_noise_levels',
-           'prediction_table', 'error_frame', 'describe_chirp', 'format_report', 'evaluate_parser', 'evaluate_cli',
-           'predict_parser', 'predict_cli']
-
-# %% ../nbs/05_evaluate.ipynb #05c006
-def _scored(score, present) -> tuple[np.ndarray, np.ndarray]:
-    "Scores as floats and labels (1 / 0, True / False, or 0 / 1 after a float round trip) as booleans."
-    return np.asarray(score, np.float64), np.asarray(present, np.float64) > 0.5
-
-def roc_auc(score, present) -> float | None:
-    "Area under the ROC curve of `score` for labels `present` (1 / 0): P(score of a chirp > score of noise), ties half; None with one class."
-    from scipy.stats import rankdata
-    score, present = _scored(score, present)
-    n1, n0 = int(present.sum()), int((~present).sum())
-    if not n1 or not n0: return None
-    return float((rankdata(score)[present].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))  # Mann-Whitney U / (n1 n0)
-
-def roc_curve(score, present) -> pd.DataFrame:
-    "The ROC curve: false-alarm rate (fpr) and detection rate (tpr) when 'a chirp' means score >= threshold, per threshold."
-    score, present = _scored(score, present)
-    order = np.argsort(-score, kind='stable')
-    s, p = score[order], present[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last sample of each distinct score
-    tp, fp = np.cumsum(p)[last], np.cumsum(~p)[last]
-    return pd.DataFrame(dict(threshold=np.r_[np.inf, s[last]], fpr=np.r_[0, fp / max(fp[-1], 1)],
-                             tpr=np.r_[0, tp / max(tp[-1], 1)]))
-
-def detection_report(score, present, threshold: float = 0.5) -> dict:
-    "Chirp detection at `threshold` (a chirp when score >= threshold): accuracy, ROC AUC, false-alarm and detection rates."
-    score, present = _scored(score, present)
-    said = score >= threshold
-    rate = lambda a: float(a.mean()) if len(a) else None
-    return dict(accuracy=float((said == present).mean()), roc_auc=roc_auc(score, present),
-                false_alarm_rate=rate(said[~present]), detection_rate=rate(said[present]), threshold=float(threshold),
-                n_chirp=int(present.sum()), n_empty=int((~present).sum()))
-
-def regression_report(pred: np.ndarray, true: np.ndarray, targets, threshold: float = 0.5) -> dict:
-    "Pearson r, MAE and RMSE per target (physical units); accuracy for the type; detection metrics for presence."
-    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    out = {}
-    for j, t in enumerate(targets):
-        ok = ~np.isnan(true[:, j])  # a chirp-free sample has no chirp parameters and no type: left out of those
-        p, y = pred[ok, j], true[ok, j]
-        if t == PRESENCE: out[t] = detection_report(p, y, threshold)
-        elif t in CLASS_TARGETS: out[t] = dict(accuracy=float(((p > 0.5) == (y > 0.5)).mean()))
-        else:
-            e = np.abs(p - y)
-            out[t] = dict(pearson_r=float(pearson_r(p[:, None], y[:, None])[0]), mae=float(e.mean()),
-                          rmse=float(np.sqrt((e ** 2).mean())), median_ae=float(np.median(e)), p95_ae=float(np.quantile(e, 0.95)))
-    return out
+__all__ = ['default_model_dir', 'load_localizer', 'evaluate_localizer', 'error_frame', 'describe_chirp', 'format_report',
+           'evaluate_parser', 'evaluate_cli', 'predict_parser', 'predict_cli']
 
 # %% ../nbs/05_evaluate.ipynb #05c011
 def default_model_dir() -> Path:
@@ -92,30 +46,6 @@ def load_localizer(model=None, device='auto') -> ChirpLocalizer:
     return ChirpLocalizer.from_pretrained(folder, device=pick_device(device))
 
 # %% ../nbs/05_evaluate.ipynb #05c013
-REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
-REFINE_CANDIDATES = 8  # a heatmap network's best states offered to the refinement (it searches from the two that fit best)
-REFINE_METHOD = ("the likelihood (05d_limit) searched from the answer (both types), the best 2 of 8 candidates and the "
-                 "image's best two-column ridge; evaluate: every sample")  # recorded with refined results: change it with the search
-
-def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None) -> pd.DataFrame:
-    "Predicted labels (physical units, as `predict` gives them) refined by the likelihood (05d_limit) from each one; samples called chirp-free stay."
-    "`candidates`: the model's other likely states (N, m, 5) (a heatmap network's; `predict(..., candidates=m)` puts them in"
-    "`.attrs['candidates']`, taken from `pred` when not given): the two that fit the spectrogram best are searched from too."
-    from chirploc.limit import LimitEstimator  # the limit chapter comes later: imported when refining
-    missing = [c for c in REFINED if c not in pred]
-    if missing: raise ValueError(f"refinement starts from a whole chirp: the predictions lack {missing}; use a model that "
-                                 "predicts them (the default model does)")
-    out = pred.reset_index(drop=True).copy()
-    keep = out[PRESENCE].astype(bool).to_numpy() if PRESENCE in out else np.ones(len(out), bool)
-    if candidates is None: candidates = pred.attrs.get('candidates')
-    if candidates is not None and len(candidates) != len(out):
-        raise ValueError(f"candidates has {len(candidates)} rows for {len(out)} predictions")
-    if keep.any():
-        r = LimitEstimator(kind=kind).refine(np.asarray(S)[keep], out.loc[keep, list(REFINED)].reset_index(drop=True), progress=progress,
-                                             candidates=None if candidates is None else np.asarray(candidates)[keep])
-        for c in REFINED: out.loc[keep, c] = r[c].to_numpy()
-    return out
-
 def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, workers: int | None = 0,
                        device='auto', progress: bool = False, limit: int | None = None, threshold: float | None = None,
                        cache=None, refine_with_likelihood: bool = False):
@@ -160,25 +90,6 @@ def _refined(pred: np.ndarray, targets, src, idx, progress, candidates=None):
     t0 = time.perf_counter()
     ref = refine(start, S, 'figure' if src.kind == 'png' else 'array', progress, candidates)
     return ref, time.perf_counter() - t0
-
-def with_noise_levels(table: pd.DataFrame, src) -> pd.DataFrame:
-    "A prediction table with each sample's noise level eta (`noise_level`), when the source knows it (chirploc-made data)."
-    eta = src.noise_levels()
-    if eta is not None and 'index' in table: table['noise_level'] = eta[table['index'].to_numpy()]
-    return table
-
-def prediction_table(pred, true, targets, labels: pd.DataFrame | None = None) -> pd.DataFrame:
-    "Predicted (`pred_*`) beside true (`true_*`) values and errors (`err_*` = pred - true), one row per sample."
-    d = {}
-    for j, t in enumerate(targets):
-        d[f'true_{t}'], d[f'pred_{t}'] = np.asarray(true)[:, j], np.asarray(pred)[:, j]
-        d[f'err_{t}'] = d[f'pred_{t}'] - d[f'true_{t}']
-    df = pd.DataFrame(d)
-    if labels is not None:
-        df.insert(0, 'index', labels.index.to_numpy())
-        for c in ('Chirp_Duration', 'Chirp_Type'):
-            if c in labels.columns and f'true_{c}' not in df: df[f'true_{c}'] = labels[c].to_numpy()
-    return df
 
 # %% ../nbs/05_evaluate.ipynb #05c017
 def error_frame(tables: dict) -> pd.DataFrame:

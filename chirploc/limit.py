@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 from .baselines import RidgeTracker
 from .bins import BIN_COLUMNS, BinSpace, bins_from_labels, labels_from_bins, quantization_floor
 from .data import open_source
-from .evaluate import prediction_table, regression_report, with_noise_levels
+from .reports import prediction_table, regression_report, with_noise_levels
 from .generate import (CHIRP_TYPES, LABEL_COLUMNS, GeneratorConfig, chirp_bins, per_config, ridge_points,
                               smoothing_matrix)
 from .labels import split_indices, target_array
@@ -56,6 +56,7 @@ class RidgeShapes:
         self.cfg = cfg = cfg or GeneratorConfig()
         self.space = sp = BinSpace.of(cfg)
         self.F, self.W = sp.F, sp.L_max                               # rows, and the widest ridge in columns
+        self.Tp = cfg.num_time_bins + self.W                          # a screening image's columns, padded by a ridge's width
         self.ncode = (sp.L_max + 1) * (sp.fs_max + 1) * (sp.fe_max + 1) * 2
         # the bump at Q fractional offsets, from a ridge rising 1/Q bin per column (rows trunc(fb) - 2 .. + 2)
         f, w = ridge_points([0], [4 * self.Q], [self.F // 2], [self.F // 2 + 4], [False], self.F, self.Q)
@@ -65,6 +66,7 @@ class RidgeShapes:
         self.alut = np.full(self.ncode, -1, np.int64); self.elut = np.full(self.ncode, -1, np.int64)
         self.na = self.ne = 0
         self.cq = np.zeros((1024, self.W), np.int16); self.sq = np.zeros(1024); self.sw = np.zeros(1024)
+        self.cqT = np.zeros((1024, self.W), np.int32)              # cq * Tp + column: offsets into one padded image
         self.r0 = np.zeros((1024, self.W), np.int16); self.w = np.zeros((1024, self.W, 5), np.float32)
 
     def code(self, L, fs, fe, expo):
@@ -87,7 +89,8 @@ class RidgeShapes:
         return [np.concatenate([a, np.zeros((max(n, 2 * len(a)) - len(a),) + a.shape[1:], a.dtype)]) for a in arrs]
 
     def summary(self, c) -> np.ndarray:
-        "Row of codes `c` in the screening table (cq: centre row * Q + profile per column, -1 off the ridge; sq, sw)."
+        "Row of codes `c` in the screening table (cq: centre row * Q + profile per column, the zero row F * Q off the ridge; sq, sw;"
+        "cqT: cq * Tp + column, so a candidate at column a of image b reads Cflat[(b * rows * Tp + a) + cqT])."
         c = np.asarray(c); new = np.unique(c[self.alut[c] < 0])
         for s in range(0, len(new), 16384):
             m = new[s:s + 16384]
@@ -96,9 +99,10 @@ class RidgeShapes:
             mu = (w * np.arange(5)).sum(-1) / np.where(tot > 0, tot, 1)
             q = np.abs(mu[..., None] - self.moments).argmin(-1)
             cq = np.where(tot > 0, f[..., 2] * self.Q + q, self.F * self.Q).astype(np.int16)  # off the ridge: the zero row
-            if self.na + len(m) > len(self.sq): self.cq, self.sq, self.sw = self._grow([self.cq, self.sq, self.sw], self.na + len(m))
+            if self.na + len(m) > len(self.sq): self.cq, self.sq, self.sw, self.cqT = self._grow([self.cq, self.sq, self.sw, self.cqT], self.na + len(m))
             sl = slice(self.na, self.na + len(m))
             self.cq[sl], self.sq[sl], self.sw[sl] = cq, (w ** 2).sum((1, 2)), w.sum((1, 2))
+            self.cqT[sl] = cq.astype(np.int32) * self.Tp + np.arange(self.W, dtype=np.int32)
             self.alut[m] = np.arange(self.na, self.na + len(m)); self.na += len(m)
         return self.alut[c]
 
@@ -115,7 +119,7 @@ class RidgeShapes:
         return self.elut[c]
 
     @property
-    def nbytes(self) -> int: return sum(a.nbytes for a in (self.alut, self.elut, self.cq, self.sq, self.sw, self.r0, self.w))
+    def nbytes(self) -> int: return sum(a.nbytes for a in (self.alut, self.elut, self.cq, self.cqT, self.sq, self.sw, self.r0, self.w))
 
 _SHAPES = {}
 
@@ -133,9 +137,9 @@ class _Images:
         s = Zp.strides
         self.Z5 = as_strided(Zp, (B, F, T, 5), (s[0], s[1], s[2], s[1]))   # Z5[b, r, t] = Z[b, r-2 .. r+2, t]
         win = as_strided(Zp, (B, F, 5, T), (s[0], s[1], s[1], s[2]))
-        C = np.zeros((B, F * shapes.Q + 1, T), np.float32)           # the last row is zero: columns off the ridge point there
-        C[:, :-1] = (shapes.profiles @ win).reshape(B, F * shapes.Q, T)   # (Q, 5) @ (B, F, 5, T)
-        self.C, self.Cflat, self.Zp, self.T = C, C.reshape(-1), Zp, T
+        Cp = np.zeros((B, F * shapes.Q + 1, shapes.Tp), np.float32)  # the last row is zero: columns off the ridge point there;
+        Cp[:, :-1, :T] = (shapes.profiles @ win).reshape(B, F * shapes.Q, T)   # (Q, 5) @ (B, F, 5, T); zero columns past T
+        self.C, self.Cflat, self.Zp, self.T, self.Tp = Cp[..., :T], Cp.reshape(-1), Zp, T, shapes.Tp
 
 class _Objective:
     "J(state) to minimize, from lin = <Z, R>, and the shape's sum of squares sq and sum sw. 'fixed': the ridge's amplitude is"
@@ -166,8 +170,8 @@ LOCAL_MOVES = _local_moves()
 
 class _Search:
     "Best-improvement descent over integer states (a, L, fs, fe, expo) for a batch of samples."
-    def __init__(self, images: _Images, objective: _Objective, shapes: RidgeShapes, screen: int = 16):
-        self.im, self.obj, self.sh, self.sp, self.m = images, objective, shapes, shapes.space, screen
+    def __init__(self, images: _Images, objective: _Objective, shapes: RidgeShapes, screen: int = 16, reference: bool = False):
+        self.im, self.obj, self.sh, self.sp, self.m, self.reference = images, objective, shapes, shapes.space, screen, reference
         self.t, self.evals = np.arange(shapes.W), 0
 
     def _prepare(self, cand):
@@ -190,11 +194,17 @@ class _Search:
 
     def approx(self, owner, cand, width=None):
         "Screening J: each column's five weights replaced by the nearest of Q fractional profiles (first `width` columns)."
+        "One offset per candidate plus the shape's precomputed column offsets (int32; no clamp: the padding past T is zero)."
         a, code, ok = self._prepare(cand)
         s = self.sh.summary(code)
         w = width or self.sh.W
-        T, rows = self.im.T, self.im.C.shape[1]
-        idx = (owner[:, None, None] * rows + self.sh.cq[s][..., :w]) * T + np.minimum(a[..., None] + self.t[:w], T - 1)
+        Tp, rows = self.im.Tp, self.im.C.shape[1]
+        if self.reference:  # the first version's arithmetic (int64, clamped columns): the same sums, kept to time against
+            idx = (owner[:, None, None] * rows + self.sh.cq[s][..., :w]) * Tp + np.minimum(a[..., None] + self.t[:w], self.im.T - 1)
+        else:
+            idx = self.sh.cqT[s, :w] if w < self.sh.W else self.sh.cqT[s]
+            if self.im.Cflat.size >= 2 ** 31: idx = idx.astype(np.int64)   # a batch too big for int32 offsets
+            idx += (owner[:, None] * (rows * Tp) + a).astype(idx.dtype)[..., None]
         lin = np.take(self.im.Cflat, idx).sum(-1)
         return np.where(ok, self.obj(lin, self.sh.sq[s], self.sh.sw[s], owner[:, None]), np.inf)
 
@@ -229,8 +239,9 @@ class _Search:
         sub = np.take_along_axis(cand, top[..., None], 1)
         return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
 
-    def run(self, st, owner, rounds: int = 12, chunk: int = 32):
+    def run(self, st, owner, rounds: int = 12, chunk: int = 32, pivots: bool = True):
         "Descend from states st (n, 5) of samples owner (n,): local moves until none helps, then the pivot scans; repeat."
+        "`pivots=False`: the local moves alone (a cheap refinement near a good answer)."
         st = np.array(st, np.int64, copy=True); owner = np.asarray(owner)
         J = self.exact(owner, st[:, None].copy())[:, 0]
         active = np.flatnonzero(np.isfinite(J))
@@ -243,6 +254,7 @@ class _Search:
                     cand = st[idx, None] + LOCAL_MOVES[None]
                     keep[s:s + 4 * chunk] = self._screened(owner, st, J, idx, cand)
                 act = act[keep]
+            if not pivots: break
             moved = np.zeros(len(active), bool)
             for s in range(0, len(active), chunk):
                 idx = active[s:s + chunk]
@@ -382,15 +394,17 @@ class LimitEstimator:
     "ridge tracker's run and the strongest two-column ridges, and the posterior-mean labels of those bins."
     def __init__(self, cfg: GeneratorConfig | None = None, kind: str = 'array', treatment: str = 'auto', pairs: int = 3,
                  screen: int = 16, rescue: int = 4, batch_size: int = 128, tracker: RidgeTracker | None = None,
-                 keep_candidates: int = 2):
+                 keep_candidates: int = 2, method: str = 'fast', workers: int = 1, pivots: bool = True):
         if kind not in ('array', 'figure'): raise ValueError(f"kind must be 'array' or 'figure', not {kind!r}")
         if treatment == 'auto': treatment = 'gls' if kind == 'figure' else 'invert'
         if treatment not in TREATMENTS: raise ValueError(f"treatment must be one of {('auto',) + TREATMENTS}, not {treatment!r}")
+        if method not in ('fast', 'reference'): raise ValueError(f"method must be 'fast' or 'reference', not {method!r}")
         if treatment == 'gls' and kind == 'array':
             raise ValueError("treatment 'gls' is for figures; on arrays 'invert' is already the exact likelihood")
         self.cfg = cfg or GeneratorConfig()
         self.kind, self.treatment, self.pairs, self.screen, self.rescue = kind, treatment, pairs, screen, rescue
-        self.keep_candidates = keep_candidates
+        self.keep_candidates, self.method, self.workers, self.pivots = keep_candidates, method, max(1, int(workers)), pivots
+        self.stage_seconds = {}  # seconds per stage of the searches run in this process
         self.batch_size, self.tracker = batch_size, tracker or RidgeTracker(cfg=self.cfg)
         self.shapes = ridge_shapes(self.cfg)
         self.gls = FigureGLS(self.cfg) if treatment == 'gls' else None
@@ -461,12 +475,17 @@ class LimitEstimator:
 
     def _batch(self, S, start=None, seeds=True, candidates=None, pairs=None):
         "The best states (B, 5) of a batch, their objective, the model's constants, and the number of exact evaluations."
-        (images, obj), c = self._setup(S)
-        search = _Search(images, obj, self.shapes, self.screen)
-        st, owner = self._starts(S, images, start, seeds, candidates, search, pairs)
-        st, J = search.run(st, owner)
-        if self.rescue: st, J, owner = search.rescue(st, J, owner, self.rescue)
-        if self.gls is not None: return (*self._gls_refine(S, st, J, owner, c), search.evals)
+        "Each stage's seconds add up in `self.stage_seconds` (setup, starts, descent, rescue, gls)."
+        clock = [time.perf_counter()]
+        def lap(stage):
+            now = time.perf_counter(); self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + now - clock[0]; clock[0] = now
+        (images, obj), c = self._setup(S); lap('setup')
+        search = _Search(images, obj, self.shapes, self.screen, self.method == 'reference')
+        st, owner = self._starts(S, images, start, seeds, candidates, search, pairs); lap('starts')
+        st, J = search.run(st, owner, pivots=self.pivots); lap('descent')
+        if self.rescue: st, J, owner = search.rescue(st, J, owner, self.rescue); lap('rescue')
+        if self.gls is not None:
+            out = self._gls_refine(S, st, J, owner, c); lap('gls'); return (*out, search.evals)
         best, bJ = best_per_sample(st, J, owner, len(S))
         return best, bJ, c, search.evals
 
@@ -483,7 +502,7 @@ class LimitEstimator:
             s2, q2 = self.gls.noise(E)
             c = self.gls.setup(c['Vt'], s2, q2) | dict(Vt=c['Vt'], s2=s2, q2=q2)
             images, obj = self._gls_objective(c, best)
-            search = _Search(images, obj, self.shapes, 2 * self.screen)
+            search = _Search(images, obj, self.shapes, 2 * self.screen, self.method == 'reference')
             J = self.gls.fit(c, owner, best, self.shapes)['rss']
             act = owner
             for _ in range(steps):
@@ -542,6 +561,19 @@ class LimitEstimator:
         "network's `joint_candidates`), of which the `keep_candidates` that fit best are searched from as well."
         return self._run(S, start_labels, seeds=False, progress=progress, candidates=candidates, pairs=pairs)
 
+    def _part(self, S, st0, tru, candidates, seeds, pairs, s):
+        "(prediction table, exact evaluations, seconds spent checking against the truth) of the batch starting at sample s."
+        sl = slice(s, s + self.batch_size)
+        cb = None if candidates is None else np.asarray(candidates)[sl]
+        best, J, c, ev = self._batch(S[sl], None if st0 is None else st0[sl], seeds, cb, pairs)
+        part, checking = self._frame(S[sl], best, c), 0.0
+        if tru is not None:  # not the estimator's work: left out of its time
+            t1 = time.perf_counter()
+            sc = self.score(S[sl], tru[sl], c)
+            part['true_objective'], part['true_loglik'] = sc['objective'], sc['loglik']
+            checking = time.perf_counter() - t1
+        return part, ev, checking
+
     def _run(self, S, start, seeds, progress, truth=None, candidates=None, pairs=None):
         from tqdm.auto import tqdm
         S = self._check(S)
@@ -553,23 +585,33 @@ class LimitEstimator:
             if len(start) != len(S): raise ValueError(f"start has {len(start)} rows for {len(S)} spectrograms")
             st0 = bins_from_labels(start.reset_index(drop=True), self.cfg)
         parts, t0, evals, checking = [], time.perf_counter(), 0, 0.0
+        work = (S, st0, tru, candidates, seeds, pairs)
+        starts = range(0, len(S), self.batch_size)
         with tqdm(total=len(S), desc=f'ML localizer ({self.kind}, {self.treatment})', unit='img', disable=not progress) as bar:
-            for s in range(0, len(S), self.batch_size):
-                Sb = S[s:s + self.batch_size]
-                sb = None if st0 is None else st0[s:s + self.batch_size]
-                cb = None if candidates is None else np.asarray(candidates)[s:s + self.batch_size]
-                best, J, c, ev = self._batch(Sb, sb, seeds, cb, pairs)
-                part = self._frame(Sb, best, c); evals += ev
-                if tru is not None:  # not the estimator's work: left out of its time
-                    t1 = time.perf_counter()
-                    sc = self.score(Sb, tru[s:s + self.batch_size], c)
-                    part['true_objective'], part['true_loglik'] = sc['objective'], sc['loglik']
-                    checking += time.perf_counter() - t1
-                parts.append(part)
-                bar.update(len(Sb))
+            if self.workers > 1 and len(starts) > 1:  # samples are searched independently: batches in forked processes
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor
+                global _WORK
+                _WORK = (self, work)
+                try:
+                    with ProcessPoolExecutor(self.workers, mp_context=mp.get_context('fork')) as ex:
+                        for r in ex.map(_work_part, starts):
+                            parts.append(r[0]); evals += r[1]; checking += r[2] / self.workers; bar.update(len(r[0]))
+                finally: _WORK = None
+            else:
+                for s in starts:
+                    part, ev, ch = self._part(*work, s)
+                    parts.append(part); evals += ev; checking += ch; bar.update(len(part))
         out = pd.concat(parts, ignore_index=True)
-        out.attrs.update(seconds=time.perf_counter() - t0 - checking, evaluations=evals)
+        out.attrs.update(seconds=time.perf_counter() - t0 - checking, evaluations=evals, workers=self.workers)
         return out
+
+_WORK = None  # (estimator, batch inputs) that forked workers inherit
+
+def _work_part(s):
+    est, work = _WORK
+    return est._part(*work, s)
+
 
 # %% ../nbs/05d_limit.ipynb #05dc027
 LIMIT_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')

@@ -23,9 +23,10 @@ from .core import Config, atomic_write, env_true, hub_reachable, option, version
 from .generate import PRESENCE
 from .inputs import InputFormat, check_matrix, prepare_input
 from .labels import DEFAULT_TARGETS, DataError, LabelScaler, check_targets
+from .reports import CLASS_TARGETS
 
 # %% auto #0
-__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'CLASS_TARGETS', 'MODEL_TYPES', 'CONFIG_KEYS', 'ModelOptions', 'LocalizerConfig',
+__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'MODEL_TYPES', 'CONFIG_KEYS', 'ModelOptions', 'LocalizerConfig',
            'BackboneUnavailable', 'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules',
            'apply_lora', 'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
            'check_safetensors', 'check_model_folder', 'backbone_fingerprint', 'prediction_items']
@@ -63,8 +64,6 @@ SCRATCH_CONFIGS = {
 }
 
 # %% ../nbs/03_model.ipynb #03c008
-CLASS_TARGETS = ('Chirp_Type', PRESENCE)  # classes: a logit each, trained with binary cross-entropy (see below)
-
 @dataclass
 class ModelOptions(Config):
     "The localizer settings a user chooses: `chirploc train`'s and the reproduction's model options (LocalizerConfig resolves the rest)."

@@ -23,14 +23,15 @@ from tqdm.std import tqdm
 from .core import Config, Interrupted, add_options, atomic_write, cli_error, option, options_from, progress_bar
 from .data import ChirpDataset, SyntheticSource, make_loader, open_source
 from .labels import DataError, LabelScaler, paper_split
+from .reports import pearson_r
 from .model import BackboneUnavailable, ChirpLocalizer, LocalizerConfig, ModelOptions
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AMP_MODES', 'KEEP', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'TrainConfig', 'pick_device',
-           'amp_dtype', 'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'pearson_r', 'find_checkpoint',
-           'load_checkpoint', 'save_checkpoint', 'training_finished', 'write_history', 'append_history',
-           'make_optimizer', 'restore_run', 'train_epoch', 'log_epoch', 'world', 'is_main', 'init_distributed', 'fit',
-           'DataOptions', 'make_datasets', 'train', 'train_parser', 'interrupted_note', 'train_cli']
+           'amp_dtype', 'epoch_seed', 'epoch_rng', 'EpochSampler', 'evaluate', 'find_checkpoint', 'load_checkpoint',
+           'save_checkpoint', 'training_finished', 'write_history', 'append_history', 'make_optimizer', 'restore_run',
+           'train_epoch', 'log_epoch', 'world', 'is_main', 'init_distributed', 'fit', 'DataOptions', 'make_datasets',
+           'train', 'train_parser', 'interrupted_note', 'train_cli']
 
 # %% ../nbs/04_train.ipynb #04c006
 SCHEDULES = ('plateau', 'cosine', 'onecycle')
@@ -143,15 +144,6 @@ def evaluate(model: ChirpLocalizer, loader, device=None, dtype=None, forward=Non
                seconds=seconds, load_seconds=max(0.0, wall - seconds - c_seconds), n=len(labels))
     if candidates and cands and cands[0] is not None: res.update(candidates=np.concatenate(cands), candidate_seconds=c_seconds)
     return res
-
-def pearson_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    "Pearson correlation per column of two (N, k) arrays (NaN where a column is constant); rows with a NaN label are left out."
-    p, t = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    if np.isnan(t).any():  # a chirp-free sample has no chirp parameters: each column over its labelled rows
-        return np.array([pearson_r(p[~np.isnan(t[:, j]), j:j + 1], t[~np.isnan(t[:, j]), j:j + 1])[0] for j in range(t.shape[1])])
-    p, t = p - p.mean(0), t - t.mean(0)
-    den = np.sqrt((p ** 2).sum(0) * (t ** 2).sum(0))
-    with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, (p * t).sum(0) / den, np.nan)
 
 # %% ../nbs/04_train.ipynb #04c015
 CHECKPOINT = 'checkpoint'
