@@ -575,7 +575,7 @@ class LimitEstimator:
         return part, ev, checking
 
     def _run(self, S, start, seeds, progress, truth=None, candidates=None, pairs=None):
-        from tqdm.auto import tqdm
+        from chirploc.core import progress_bar
         S = self._check(S)
         st0 = tru = None
         if truth is not None:
@@ -587,7 +587,7 @@ class LimitEstimator:
         parts, t0, evals, checking = [], time.perf_counter(), 0, 0.0
         work = (S, st0, tru, candidates, seeds, pairs)
         starts = range(0, len(S), self.batch_size)
-        with tqdm(total=len(S), desc=f'ML localizer ({self.kind}, {self.treatment})', unit='img', disable=not progress) as bar:
+        with progress_bar(total=len(S), desc=f'ML localizer ({self.kind}, {self.treatment})', unit='img', disable=not progress) as bar:
             if self.workers > 1 and len(starts) > 1:  # samples are searched independently: batches in forked processes
                 import multiprocessing as mp
                 from concurrent.futures import ProcessPoolExecutor

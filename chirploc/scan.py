@@ -242,7 +242,7 @@ def _unflip(q: pd.DataFrame) -> pd.DataFrame:
 
 def scan_windows(rec: Recording, channels, model, cfg: ScanConfig, progress: bool = False, keep: bool = False):
     "(one row per window and channel: the model's chirp in recording units, P(chirp), ridge score, edge flags; mosaics)."
-    from tqdm.auto import tqdm
+    from chirploc.core import progress_bar
     from chirploc.evaluate import REFINE_CANDIDATES, refine
     grid, T = cfg.grid, cfg.grid.num_time_bins
     presence = model.config.presence_threshold if cfg.presence is None else cfg.presence
@@ -259,7 +259,7 @@ def scan_windows(rec: Recording, channels, model, cfg: ScanConfig, progress: boo
             raise DataError(f"{rec.path}: the recording ({n / fs:.1f} s) is shorter than one window ({cfg.window:g} s)")
         if keep: mosaics[name] = _Mosaic(n / fs, cfg)
         jobs += [(ci, s) for s in window_starts(n, fs, cfg)]
-    bar = tqdm(total=len(jobs), desc='windows', unit='window', disable=not progress)
+    bar = progress_bar(total=len(jobs), desc='windows', unit='window', disable=not progress)
     for k in range(0, len(jobs), cfg.batch_size):
         batch = jobs[k:k + cfg.batch_size]
         mats = []

@@ -79,13 +79,13 @@ def signal_spectrogram(x: np.ndarray, fs: float, cfg: GeneratorConfig | None = N
 def localize_signal(x: np.ndarray, fs: float, localizer=None, window: float = 60.0, step: float = 30.0,
                     cfg: GeneratorConfig | None = None, progress: bool = False) -> pd.DataFrame:
     "One chirp estimate per `window`-second window every `step` seconds, in absolute time; `localizer` None: the ridge tracker."
-    from tqdm.auto import tqdm
+    from chirploc.core import progress_bar
     cfg = cfg or GeneratorConfig(duration=window)
     n, w = len(x), int(round(window * fs))
     if n < w: raise ValueError(f"the recording ({n / fs:.1f} s) is shorter than one window ({window} s)")
     starts = list(range(0, n - w + 1, max(1, int(round(step * fs)))))
     if starts[-1] + w < n: starts.append(n - w)  # the end of the recording too
-    mats = np.stack([signal_spectrogram(x[s:s + w], fs, cfg) for s in tqdm(starts, desc='windows', disable=not progress)])
+    mats = np.stack([signal_spectrogram(x[s:s + w], fs, cfg) for s in progress_bar(starts, desc='windows', disable=not progress)])
     tracker = RidgeTracker(cfg=cfg)
     rows = []
     for s, S in zip(starts, mats):
@@ -105,10 +105,10 @@ def localize_signal(x: np.ndarray, fs: float, localizer=None, window: float = 60
 def snr_sweep(snrs=(-25, -20, -15, -10, -5, 0), n: int = 100, seed: int = 0, localizer=None, fs: float = 250.0,
               alpha: float = 1.0, progress: bool = True) -> pd.DataFrame:
     "Absolute errors per chirp, SNR and method ('model' when a localizer is given, 'ridge tracker') on signal spectrograms."
-    from tqdm.auto import tqdm
+    from chirploc.core import progress_bar
     labels = sample_chirps(n, seed)
     rows = []
-    for snr in tqdm(snrs, desc='SNR sweep', unit='SNR', disable=not progress):
+    for snr in progress_bar(snrs, desc='SNR sweep', unit='SNR', disable=not progress):
         rng = np.random.default_rng([seed, int(round(snr * 10)) + 1000])
         mats = np.stack([signal_spectrogram(embed(chirp_waveform(r.Chirp_Start_Time, r.Chirp_Duration, r.Chirp_Start_Freq,
                                                                  r.Chirp_End_Freq, r.Chirp_Type, fs), snr, rng, alpha, fs), fs)
