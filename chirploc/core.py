@@ -230,13 +230,13 @@ def _log_bar_class():
         def __init__(self, *args, **kw):
             kw.setdefault('mininterval', 20.0); kw['file'] = _Lines(kw.get('file') or sys.stdout)
             kw.setdefault('bar_format', '{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]')
-            self._last_line = None
+            self._last_n = None
             super().__init__(*args, **kw)
         def display(self, msg=None, pos=None):
             if msg == '' or not self.n: return False  # tqdm clearing its line (leave=False), or nothing done yet
             line = (msg or self.__str__()).strip()
-            if line and line != self._last_line:
-                self.fp.write(line + '\n'); self._last_line = line
+            if line and self.n != self._last_n:  # a line per new position: no repeats while a step takes long
+                self.fp.write(line + '\n'); self._last_n = self.n
             return True
     return LogBar
 
