@@ -22,7 +22,7 @@ from .model import CLASS_TARGETS, PAPER_BACKBONE
 from .reproduce import FULL_TARGETS, OPTION_NAMES, read_results, reproduce, reproduce_config
 
 # %% auto #0
-__all__ = ['recipe_groups', 'results_table', 'update_readme', 'results_cli']
+__all__ = ['FRONT_ROWS', 'recipe_groups', 'results_table', 'update_readme', 'front_column', 'front_table', 'results_cli']
 
 # %% ../nbs/07b_results.ipynb #07bc06
 _NAMES = {**TARGET_NAMES, 'Chirp_Type': 'type'}  # the figures' names; the table says 'accuracy type'
@@ -185,22 +185,59 @@ def update_readme(readme, table_md: str, marker: str = 'results') -> bool:
     if new != s: p.write_text(new)
     return new != s
 
+# %% ../nbs/07b_results.ipynb #07bc41
+FRONT_ROWS = ('r start time', 'r start frequency', 'r end frequency', 'MAE start time (s)', 'MAE start frequency (Hz)',
+              'MAE end frequency (Hz)', 'accuracy type', 'training time', 'inference')
+
+def front_column(spec: str) -> tuple[str, dict]:
+    "(header with links, column) for one `LABEL=FILE[,FILE...][:PART]` of the front table."
+    label, _, rest = spec.partition('=')
+    files, _, part = rest.partition(':')
+    if not label or not files: raise ValueError(f"{spec!r}: expected LABEL=FILE[,FILE...][:refined | :baselines.NAME]")
+    paths = files.split(',')
+    runs = [read_results(f) for f in paths]
+    if not part: col = _run_column(runs)
+    elif part == 'refined':
+        refs = [r['refined'] for r in runs if r.get('refined')]
+        if not refs: raise ValueError(f"{paths[0]}: no refined estimates in this results.json")
+        col = {**_metric_rows([x['refined'] for x in refs]), 'training time': 'the model\'s',
+               'inference': f"{_stat([x['refined']['inference']['images_per_s'] for x in refs], '.0f')} img/s ({refs[0]['n']:,} test images)"}
+    elif part.startswith('baselines.'):
+        name = part.split('.', 1)[1]
+        if name not in (runs[0].get('baselines') or {}): raise ValueError(f"{paths[0]}: no baseline {name!r}")
+        col = _baseline_column(runs[0]['baselines'][name], name)
+    else: raise ValueError(f"{spec!r}: unknown part {part!r} (refined, baselines.NAME)")
+    links = ', '.join(f'[{i + 1}]({f})' for i, f in enumerate(paths)) if len(paths) > 1 else f'[results]({paths[0]})'
+    return f"{label} ({links})", col
+
+def front_table(specs) -> pd.DataFrame:
+    "The README's short table: the paper's column, then one per spec (`front_column`), FRONT_ROWS only."
+    cols = {'paper (reported)': _paper_column()}
+    for s in specs:
+        h, c = front_column(s); cols[h] = c
+    df = pd.DataFrame(cols).reindex(list(FRONT_ROWS)).fillna('')
+    df.index.name = ''
+    return df
+
 # %% ../nbs/07b_results.ipynb #07bc30
 def results_cli(argv=None):
     "`chirploc results`: the paper's reported values beside each run's results.json, printed or written into a README."
     p = argparse.ArgumentParser(prog='chirploc results', description="The results table: the paper's reported values "
                                 "beside each run's results.json.")
-    p.add_argument('results', nargs='+', help='results.json files')
+    p.add_argument('results', nargs='+', help="results.json files; with --front, LABEL=FILE[,FILE...][:PART] columns")
+    p.add_argument('--front', action='store_true', help="the README's short table (front_table) instead of every row and column")
     p.add_argument('--readme', help='write the table between the <!-- results --> markers of this file instead of printing it')
     p.add_argument('--figure', help="also draw the runs' spread over seeds (fig_seed_spread) into this PNG")
     a = p.parse_args(argv)
     try:
-        runs = [read_results(r) for r in a.results]  # read once: the table and the figure group the same runs
-        md = markdown_table(results_table(runs).reset_index())
+        if a.front: runs, md = [], markdown_table(front_table(a.results).reset_index())
+        else:
+            runs = [read_results(r) for r in a.results]  # read once: the table and the figure group the same runs
+            md = markdown_table(results_table(runs).reset_index())
     except (OSError, ValueError) as e: cli_error('results', e)
     if a.readme is None: print(md, end='')
-    else: print(f"{a.readme}: table {'updated' if update_readme(a.readme, md) else 'unchanged'}")
-    if a.figure:
+    else: print(f"{a.readme}: table {'updated' if update_readme(a.readme, md, 'front' if a.front else 'results') else 'unchanged'}")
+    if a.figure and runs:
         save_figure(fig_seed_spread(recipe_groups(runs)), a.figure, dict(
             command='chirploc results ' + ' '.join(map(str, a.results)) + f' --figure {a.figure}', commit=git_commit(),
             results=', '.join(map(str, a.results))), dpi=110)

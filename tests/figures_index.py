@@ -7,7 +7,7 @@ that it stays true.
 For each folder that holds files: what it is the record of, the command and commit that made it (a run's results.json;
 else the provenance that chirploc writes into each PNG; else a record's `Made by` line or a JSON's `command`), the
 recipe a reproduction actually trained (backbone, epochs, fresh samples, ...: a preset's name alone is not a recipe,
-since presets changed under the records), whether README.md cites it, and which chapters or scripts read it. Records of
+since presets changed under the records), whether README.md or RESULTS.md cites it, and which chapters or scripts read it. Records of
 one training run (identical training history and data) are listed together.
 """
 from __future__ import annotations
@@ -41,9 +41,11 @@ NOTES = {
     'experiments/refine/whitened-rb-0': 'the same for the shipped model before that (runs/ship-rb0)',
     'experiments/ship-whitened-rb': 'the README\'s step "+ read noise in training": the model of '
                                     '`seeds/ship-whitened-rb-0` read before the joint reading',
-    'seeds/ship-fresh-6ep-1': 'the same run as `ship`, first evaluated without the limit and refinement; README.md '
-                              'names it only to say so',
-    'full': 'the `full` preset: the six targets with 10% chirp-free samples (detection)',
+    'every-target': 'the `every-target` preset (named `full` when it ran): the six targets with 10% chirp-free samples (detection)',
+    'probe': 'linear probes of frozen backbones and the LoRA checks (03d_lora, tests/measure_probe.py)',
+    'scan': '`chirploc scan` on a synthetic 1-hour 4-channel EDF recording: recall, false events, speed, memory (tests/bench_scan.py)',
+    'limit/bench': 'the limit search, fast against reference in the same run (tests/bench_limit.py)',
+    'experiments/refine/gate': 'the gated refinement on fresh arrays and figures (tests/measure_gate.py)',
     'limit': 'the maximum-likelihood limit (05d_limit) on the smoke test split and 500 figures',
     'paper/attempt-1': 'the `paper` preset\'s first attempt on one H100: stage times, MAE pretraining, training history',
     'seeds': 'the spread over seeds of every recipe (spread.png, drawn by `chirploc results`)',
@@ -201,7 +203,7 @@ def megabytes(mb: float) -> str:
 
 def index() -> str:
     folders = record_folders()
-    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    readme = '\n'.join((ROOT / f).read_text(encoding='utf-8') for f in ('README.md', 'RESULTS.md'))  # the front page and its long form
     cited, read = citations(readme, folders), readers(folders)
     runs = {rel(f): json.loads((f / 'results.json').read_text()) for f in folders if (f / 'results.json').exists()}
     extra = varying(runs)
@@ -210,11 +212,11 @@ def index() -> str:
     mb = sum(size(f)[1] for f in folders)
     out = ['# Run records', '',
            f'Every folder under `figures/` that holds files ({len(folders)} folders, {n_files} files, {mb:.0f} MB): '
-           'what it is the record of, the command and commit that made it, whether README.md cites it and what '
+           'what it is the record of, the command and commit that made it, whether README.md or RESULTS.md cites it and what '
            'reads it. Written by `python tests/figures_index.py` from the records themselves (a run\'s '
            '`results.json`, the provenance in each PNG, a record\'s `Made by` line); `tests/test_figures_index.py` '
            'fails when this file is out of date. Do not edit it by hand: notes live in the script.', '',
-           '"cited": how many times README.md names the folder or a file in it. "read by": the chapters whose code '
+           '"cited": how many times README.md and RESULTS.md name the folder or a file in it. "read by": the chapters whose code '
            'cells and the scripts that name it (a chapter that reads a record fails without it; a measurement script '
            'names the folder it writes to).', '',
            '## Reproduction runs', '',
@@ -291,7 +293,7 @@ def index() -> str:
             f'[`{name}`]({name}/)', what, made, ', '.join(commits), f'{n}, {megabytes(m)}', str(cited.get(name, 0)),
             ', '.join(f'`{p}`' for p in read.get(name, []))]) + ' |')
     uncited = [rel(f) for f in folders if not cited.get(rel(f))]
-    out += ['', '## Not cited by README.md', '',
+    out += ['', '## Not cited by README.md or RESULTS.md', '',
             ', '.join(f'`{n}`' for n in uncited) if uncited else 'Every folder is cited.', '']
     return '\n'.join(out)
 
