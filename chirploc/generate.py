@@ -506,9 +506,19 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True, help='progress bar')
     return p
 
+def _quiet_pool_threads():
+    "Ctrl-C breaks the worker pool; its manager thread may then fail on futures already cancelled (InvalidStateError, a"
+    "CPython race) and print that thread's traceback over the one-line note: that error alone is not shown."
+    import concurrent.futures, threading
+    default = threading.excepthook
+    def hook(args):
+        if not issubclass(args.exc_type, concurrent.futures.InvalidStateError): default(args)
+    threading.excepthook = hook
+
 def generate_cli(argv=None):
     "`chirploc generate`: write a dataset folder, or finish an interrupted one."
     a = generate_parser().parse_args(argv)
+    _quiet_pool_threads()
     try:
         path = write_dataset(a.out, a.n, seed=a.seed, format=a.format, cfg=GeneratorConfig(p_empty=a.p_empty),
                              workers=a.workers, shard_size=a.shard_size, progress=a.progress, inputs=a.inputs)

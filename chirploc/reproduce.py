@@ -425,6 +425,8 @@ def comparison_summary(rerun, committed, targets=DEFAULT_TARGETS) -> tuple[pd.Da
     rows = {f"{_SHORT[m]} {TARGET_NAMES.get(t, t)}": table.loc[f'{t}.{m}', ['committed', 'rerun', 'allowed', 'verdict']]
             for t in targets for m in ('pearson_r', 'mae') if f'{t}.{m}' in table.index}
     short = pd.DataFrame(rows).T
+    for c in ('committed', 'rerun'):  # r to 4 places, errors to 3 significant digits
+        short[c] = [v if not isinstance(v, float) else f'{v:.4f}' if k.startswith('r ') else f'{v:.3g}' for k, v in zip(short.index, short[c])]
     checked = table[table.ok.notna()]
     off = checked[~checked.ok.astype(bool)]
     said = lambda v: ', '.join(off.index[off.verdict == v])
