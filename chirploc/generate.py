@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import signal
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import multiprocessing as mp
@@ -515,6 +517,10 @@ def _quiet_pool_threads():
         if not issubclass(args.exc_type, concurrent.futures.InvalidStateError): default(args)
     threading.excepthook = hook
 
+def _kept_note(a) -> str:
+    "The line Ctrl-C prints: what an interrupted `chirploc generate` kept, and how to go on."
+    return f"stopped; kept {samples_written(a.out)} of {a.n} samples in {a.out}; run the same command again to go on"
+
 def generate_cli(argv=None):
     "`chirploc generate`: write a dataset folder, or finish an interrupted one."
     a = generate_parser().parse_args(argv)
@@ -523,7 +529,9 @@ def generate_cli(argv=None):
         path = write_dataset(a.out, a.n, seed=a.seed, format=a.format, cfg=GeneratorConfig(p_empty=a.p_empty),
                              workers=a.workers, shard_size=a.shard_size, progress=a.progress, inputs=a.inputs)
     except ValueError as e: cli_error('generate', e)
-    except KeyboardInterrupt:
-        raise Interrupted(f"stopped; kept {samples_written(a.out)} of {a.n} samples in {a.out}; "
-                          "run the same command again to go on") from None
+    except KeyboardInterrupt: raise Interrupted(_kept_note(a)) from None
+    except BrokenProcessPool as e:  # Ctrl-C reaches the workers too, and their end may be seen before the signal itself
+        try: time.sleep(0.5)          # a pending SIGINT is delivered here
+        except KeyboardInterrupt: raise Interrupted(_kept_note(a)) from None
+        cli_error('generate', e)      # a worker really died
     print(f"wrote {a.n} samples ({a.format}, seed {a.seed}{f', {a.p_empty:.0%} chirp-free' if a.p_empty else ''}) to {path}")
