@@ -525,6 +525,10 @@ def generate_cli(argv=None):
     "`chirploc generate`: write a dataset folder, or finish an interrupted one."
     a = generate_parser().parse_args(argv)
     _quiet_pool_threads()
+    import signal
+    sigint = []                     # set when Ctrl-C reached this process, whatever the pool made of it
+    def on_sigint(sig, frame): sigint.append(sig); raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         path = write_dataset(a.out, a.n, seed=a.seed, format=a.format, cfg=GeneratorConfig(p_empty=a.p_empty),
                              workers=a.workers, shard_size=a.shard_size, progress=a.progress, inputs=a.inputs)
@@ -533,5 +537,6 @@ def generate_cli(argv=None):
     except BrokenProcessPool as e:  # Ctrl-C reaches the workers too, and their end may be seen before the signal itself
         try: time.sleep(0.5)          # a pending SIGINT is delivered here
         except KeyboardInterrupt: raise Interrupted(_kept_note(a)) from None
+        if sigint: raise Interrupted(_kept_note(a)) from None   # delivered already, its KeyboardInterrupt lost in the pool
         cli_error('generate', e)      # a worker really died
     print(f"wrote {a.n} samples ({a.format}, seed {a.seed}{f', {a.p_empty:.0%} chirp-free' if a.p_empty else ''}) to {path}")
