@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure_refine import TARGETS, model_pass  # noqa: E402
+from measure_refine import TARGETS, load_case, model_pass  # noqa: E402
 
 from chirploc.core import atomic_write, git_commit  # noqa: E402
 from chirploc.data import open_source  # noqa: E402
@@ -41,13 +41,7 @@ def main(argv=None):
     p.add_argument('--full', action=argparse.BooleanOptionalAction, default=True, help="today's full refinement too")
     p.add_argument('--limit', action=argparse.BooleanOptionalAction, default=True, help='the maximum-likelihood limit too')
     a = p.parse_args(argv)
-    torch.manual_seed(0)
-    model = load_localizer(a.model, 'cpu').eval()
-    src = open_source(a.data)
-    kind = 'figure' if src.kind == 'png' else 'array'
-    idx = split_indices(len(src), a.split, a.n)
-    labels = src.labels.iloc[idx].reset_index(drop=True)
-    chirp = labels[PRESENCE].to_numpy().astype(bool) if PRESENCE in labels else np.ones(len(labels), bool)
+    model, src, kind, idx, labels, chirp = load_case(a)
     pred, net_s, cands, cand_s = model_pass(model, src, idx, REFINE_CANDIDATES)
     S = np.stack([src.matrix(int(i)) for i in idx])[chirp]
     start, truth, cands = pred[chirp].reset_index(drop=True), labels[chirp].reset_index(drop=True), cands[chirp]

@@ -43,6 +43,17 @@ def model_pass(model, src, idx, m):
     return pred, out['seconds'], out.get('candidates'), out.get('candidate_seconds', 0.0)
 
 
+def load_case(a):
+    "What a measurement reads (seeded): the localizer, the source, its kind, the split's indices, their labels, which hold a chirp."
+    torch.manual_seed(0)
+    model = load_localizer(a.model, 'cpu').eval()
+    src = open_source(a.data)
+    kind = 'figure' if src.kind == 'png' else 'array'
+    idx = split_indices(len(src), a.split, a.n)
+    labels = src.labels.iloc[idx].reset_index(drop=True)
+    chirp = labels[PRESENCE].to_numpy().astype(bool) if PRESENCE in labels else np.ones(len(labels), bool)
+    return model, src, kind, idx, labels, chirp
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--model', default=None, help='localizer folder (default: the shipped default model)')
@@ -51,13 +62,7 @@ def main(argv=None):
     p.add_argument('--grid', action=argparse.BooleanOptionalAction, default=True, help='other candidate settings too')
     p.add_argument('--limit', action=argparse.BooleanOptionalAction, default=True, help='the maximum-likelihood limit too')
     a = p.parse_args(argv)
-    torch.manual_seed(0)
-    model = load_localizer(a.model, 'cpu').eval()
-    src = open_source(a.data)
-    kind = 'figure' if src.kind == 'png' else 'array'
-    idx = split_indices(len(src), a.split, a.n)
-    labels = src.labels.iloc[idx].reset_index(drop=True)
-    chirp = labels[PRESENCE].to_numpy().astype(bool) if PRESENCE in labels else np.ones(len(labels), bool)
+    model, src, kind, idx, labels, chirp = load_case(a)
     m_max = 16 if a.grid else REFINE_CANDIDATES
     pred, net_s, cands, cand_s = model_pass(model, src, idx, m_max)
     S = np.stack([src.matrix(int(i)) for i in idx])[chirp]  # refined where a chirp is: the chirp-free samples are not the question here
