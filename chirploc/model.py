@@ -19,49 +19,18 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .core import Config, atomic_write, env_true, hub_reachable, option, versions
+from .backbone import (PAPER_BACKBONE, SCRATCH_CONFIGS, BackboneUnavailable, ConvBackbone, ConvBackboneConfig,
+                               apply_lora, backbone_from_config, load_backbone, lora_target_modules, scratch_vit_config)
+from .core import Config, atomic_write, option, versions
 from .generate import PRESENCE
 from .inputs import InputFormat, check_matrix, prepare_input
 from .labels import DEFAULT_TARGETS, DataError, LabelScaler, check_targets
 from .reports import CLASS_TARGETS
 
 # %% auto #0
-__all__ = ['PAPER_BACKBONE', 'SCRATCH_CONFIGS', 'MODEL_TYPES', 'CONFIG_KEYS', 'ModelOptions', 'LocalizerConfig',
-           'BackboneUnavailable', 'ConvBackboneConfig', 'ConvBackbone', 'load_backbone', 'lora_target_modules',
-           'apply_lora', 'regression_head', 'conv_stem', 'add_coords', 'to_unit', 'ChirpLocalizer', 'count_parameters',
-           'check_safetensors', 'check_model_folder', 'backbone_fingerprint', 'prediction_items']
-
-# %% ../nbs/03_model.ipynb #03c006
-PAPER_BACKBONE = 'google/vit-base-patch16-224'
-
-SCRATCH_CONFIGS = {
-    # ViT-B/16's shape (the paper's backbone), random weights: GPU work
-    'vit-b16-scratch': dict(image_size=224, patch_size=16, num_channels=3, hidden_size=768, num_hidden_layers=12,
-                            num_attention_heads=12, intermediate_size=3072),
-    # a CPU-sized ViT on the 128x128 spectrogram matrix: 64 patches of 16x16, 4 layers of width 128
-    'vit-tiny': dict(image_size=128, patch_size=16, num_channels=1, hidden_size=128, num_hidden_layers=4,
-                     num_attention_heads=4, intermediate_size=512),
-    # the CPU default (see 04_train's search): a conv stem turns the 128x128 matrix (+ 2 coordinate channels) into a
-    # 16x16 map of 64 features, which a 4-layer width-128 ViT reads in 2x2 patches (64 tokens); the head reads the
-    # patches by soft-argmax. `stem`, `coords` and `pooling` are localizer settings (LocalizerConfig), the rest the ViT's;
-    # image_size is the input's side.
-    'chirploc-hybrid': dict(image_size=128, patch_size=2, num_channels=1, hidden_size=128, num_hidden_layers=4,
-                            num_attention_heads=4, intermediate_size=256, stem=(16, 32, 64), coords=True, pooling='soft'),
-    # a baseline, not a ViT (the results table's "small CNN"): the hybrid's stem, coordinates and soft-argmax head, with four
-    # 3x3 convolutions of 128 channels instead of the transformer (the first with stride 2: an 8x8 map, 64 positions like
-    # the hybrid's 64 tokens); about the hybrid's size (0.61 M weights against 0.66 M)
-    'cnn-small': dict(model_type='chirploc-cnn', image_size=128, num_channels=1, hidden_size=128, conv_layers=4,
-                      stem=(16, 32, 64), coords=True, pooling='soft'),
-    # the shipped default (03c_heatmap): a U-Net that classifies the chirp's start and end cells on the 128x128 grid
-    'chirploc-heatmap': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1),
-    # the same with a second channel: the input with the smoothing undone (regularized), where the noise is white
-    'chirploc-heatmap-whitened': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1, whiten=3e-3),
-    # and trained with a figure's read-back error in that channel, so that it reads ChirpLoc100K figures as well as arrays
-    'chirploc-heatmap-whitened-rb': dict(model_type='chirploc-heatmap', image_size=128, num_channels=1, whiten=3e-3, read_noise=2e-3),
-    # the smallest thing that runs: for tests and examples only
-    'vit-micro': dict(image_size=128, patch_size=32, num_channels=1, hidden_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, intermediate_size=64),
-}
+__all__ = ['MODEL_TYPES', 'CONFIG_KEYS', 'ModelOptions', 'LocalizerConfig', 'regression_head', 'conv_stem', 'add_coords',
+           'to_unit', 'ChirpLocalizer', 'count_parameters', 'check_safetensors', 'check_model_folder',
+           'backbone_fingerprint', 'prediction_items']
 
 # %% ../nbs/03_model.ipynb #03c008
 @dataclass
@@ -112,136 +81,6 @@ class LocalizerConfig(ModelOptions):
 
     def to_dict(self) -> dict:  # tuples as lists: what a round trip through config.json gives
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-# %% ../nbs/03_model.ipynb #03c011
-class BackboneUnavailable(OSError):
-    "The backbone's pretrained weights cannot be had here (no network and not in the Hugging Face cache)."
-
-@dataclass
-class ConvBackboneConfig:
-    "The small CNN baseline's backbone settings (the `vit_config` of a localizer built on it)."
-    model_type: str = 'chirploc-cnn'
-    image_size: int = 16       # side of the map it receives (after the localizer's stem)
-    num_channels: int = 64
-    hidden_size: int = 128     # channels of every convolution, the head's input width
-    conv_layers: int = 4
-    def to_dict(self) -> dict: return asdict(self)
-
-class ConvBackbone(nn.Module):
-    "A small CNN with the part of `ViTModel`'s interface the localizer uses: `(pixel_values=x).last_hidden_state`."
-    def __init__(self, config: ConvBackboneConfig):
-        super().__init__()
-        self.config, layers, c = config, [], config.num_channels
-        for i in range(config.conv_layers):
-            layers += [nn.Conv2d(c, config.hidden_size, 3, stride=2 if i == 0 else 1, padding=1),
-                       nn.BatchNorm2d(config.hidden_size), nn.GELU()]
-            c = config.hidden_size
-        self.convs = nn.Sequential(*layers)
-    def forward(self, pixel_values: torch.Tensor):
-        from types import SimpleNamespace
-        h = self.convs(pixel_values).flatten(2).transpose(1, 2)                      # (B, positions, hidden)
-        return SimpleNamespace(last_hidden_state=torch.cat([h.mean(1, keepdim=True), h], 1))  # the mean stands in for [CLS]
-
-def _backbone_from_config(c):
-    "A fresh (random) backbone for a resolved config: a ViTModel, the CNN baseline, or the heatmap network (03c_heatmap)."
-    from transformers import ViTConfig, ViTModel
-    if isinstance(c, dict) and c.get('model_type') == 'chirploc-heatmap':
-        from chirploc.heatmap import HeatConfig
-        c = HeatConfig.from_dict(c)
-    if getattr(c, 'model_type', None) == 'chirploc-heatmap':
-        from chirploc.heatmap import HeatmapNet
-        return HeatmapNet(c)
-    if isinstance(c, dict): c = ConvBackboneConfig(**c) if c.get('model_type') == 'chirploc-cnn' else ViTConfig.from_dict(c)
-    return ConvBackbone(c) if isinstance(c, ConvBackboneConfig) else ViTModel(c, add_pooling_layer=False)
-
-def _scratch_vit_config(source, image_size=None, num_channels=None):
-    from transformers import ViTConfig
-    if isinstance(source, str):
-        if source not in SCRATCH_CONFIGS: raise ValueError(f"{source!r} is not a named configuration: {list(SCRATCH_CONFIGS)}")
-        d = {k: v for k, v in SCRATCH_CONFIGS[source].items() if k not in ('stem', 'coords', 'pooling')}  # localizer settings
-    else: d = source.to_dict() if hasattr(source, 'to_dict') else dict(source)
-    if image_size: d['image_size'] = image_size
-    if num_channels: d['num_channels'] = num_channels
-    if d.get('model_type') == 'chirploc-cnn': return ConvBackboneConfig(**d)
-    if d.get('model_type') == 'chirploc-heatmap':
-        from chirploc.heatmap import HeatConfig
-        return HeatConfig.from_dict(d)
-    return ViTConfig.from_dict(d)
-
-def _unavailable(source, why):
-    return BackboneUnavailable(
-        f"cannot load the pretrained backbone {source!r}: {why}. It is not in the local Hugging Face cache and this "
-        f"machine cannot download it. Alternatives: (1) on a machine with network access run "
-        f"`transformers.ViTModel.from_pretrained({source!r}).save_pretrained('vit-folder')`, copy the folder here and use "
-        f"backbone='vit-folder'; (2) train from scratch with a named configuration, backbone='vit-b16-scratch' (ViT-B/16 "
-        f"shape) or one of {list(SCRATCH_CONFIGS)}, knowing that this is not the paper's pretrained model.")
-
-def _vit_from_pretrained(source, **kw):
-    "ViTModel.from_pretrained without its progress bars and load report, refusing checkpoints with missing weights."
-    from transformers import ViTModel
-    from transformers.utils import logging as hf_logging
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error(); hf_logging.disable_progress_bar()
-    try: vit, info = ViTModel.from_pretrained(source, add_pooling_layer=False, output_loading_info=True, **kw)
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars: hf_logging.enable_progress_bar()
-    missing = sorted(info.get('missing_keys') or [])
-    if missing:  # transformers would initialize them at random: not a pretrained backbone
-        raise ValueError(f"{source}: the checkpoint lacks {len(missing)} backbone weight(s) ({', '.join(missing[:3])}"
-                         f"{', ...' if len(missing) > 3 else ''}); they would be random. Is it a ViT checkpoint?")
-    return vit
-
-def load_backbone(source, image_size: int | None = None, num_channels: int | None = None, timeout: float = 3.0):
-    "A `ViTModel` (no pooler) and whether its weights are pretrained, from a hub id, a local folder, a named config or a ViTConfig."
-    from transformers import ViTModel
-    if not isinstance(source, str) or source in SCRATCH_CONFIGS:
-        return _backbone_from_config(_scratch_vit_config(source, image_size, num_channels)), False
-    path = Path(source).expanduser()
-    if path.is_dir():
-        conf = path / 'config.json'
-        if not conf.exists(): raise FileNotFoundError(f"{path}: no config.json; not a folder written by save_pretrained")
-        if 'chirploc' in json.loads(conf.read_text()):
-            raise ValueError(f"{path} holds a chirploc localizer, not a ViT backbone: load it with ChirpLocalizer.from_pretrained")
-        vit, pretrained = _vit_from_pretrained(path, local_files_only=True), True
-    elif source.startswith(('/', './', '../', '~')) or os.sep in source.replace('/', '') or source.count('/') > 1:
-        raise FileNotFoundError(f"backbone folder {source} does not exist")
-    else:  # a hub id: the cache first, then the network only if a connection can be opened at all
-        try: vit = _vit_from_pretrained(source, local_files_only=True)
-        except OSError:
-            if env_true('HF_HUB_OFFLINE') or env_true('TRANSFORMERS_OFFLINE'): raise _unavailable(source, 'HF_HUB_OFFLINE is set') from None
-            if not hub_reachable(timeout): raise _unavailable(source, 'the hub cannot be reached') from None
-            vit = _vit_from_pretrained(source)
-        pretrained = True
-    for name, want, have in (('image_size', image_size, vit.config.image_size), ('num_channels', num_channels, vit.config.num_channels)):
-        if want and want != have:
-            raise ValueError(f"{name}={want} does not fit the pretrained backbone {source!r} ({name}={have}); "
-                             f"leave it unset (inputs are resized / channel-adapted to the backbone)")
-    return vit, pretrained
-
-# %% ../nbs/03_model.ipynb #03c017
-_PROJECTION_NAMES = {'query': ('q_proj', 'query'), 'key': ('k_proj', 'key'), 'value': ('v_proj', 'value'),
-                     'output': ('o_proj', 'dense')}
-
-def lora_target_modules(model: nn.Module, roles=('query', 'value')) -> list[str]:
-    "Names of `model`'s attention projections for `roles` as PEFT `target_modules` (transformers 5: q_proj/v_proj, 4: query/value)."
-    leaves = {name.rsplit('.', 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    out = []
-    for role in roles:
-        hit = [n for n in _PROJECTION_NAMES.get(role, (role,)) if n in leaves]
-        if not hit: raise ValueError(f"no {role!r} projection among the model's linear layers {sorted(leaves)}")
-        out.append(hit[0])
-    return out
-
-def apply_lora(vit: nn.Module, cfg: LocalizerConfig):
-    "Wrap `vit` with PEFT LoRA adapters as `cfg` says (base weights frozen); resolves `cfg.lora_modules` if unset."
-    from peft import LoraConfig, get_peft_model
-    cfg.lora_modules = list(cfg.lora_modules or lora_target_modules(vit, cfg.lora_targets))
-    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias=cfg.lora_bias,
-                    target_modules=cfg.lora_modules)
-    with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question; nothing for us to do
-        warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
-        return get_peft_model(vit, lc)
 
 # %% ../nbs/03_model.ipynb #03c020
 def regression_head(hidden: int, dims=(256, 128), n_outputs: int = 3) -> nn.Sequential:
@@ -299,8 +138,8 @@ class ChirpLocalizer(nn.Module):
             source = cfg.vit_config if cfg.backbone == 'scratch' else cfg.backbone
             if source is None: raise ValueError("backbone='scratch' needs vit_config (a ViTConfig dict)")
             in_ch = cfg.num_channels or (InputFormat.parse(cfg.input_format).channels if cfg.input_format
-                                         else _scratch_vit_config(source).num_channels)
-            size = cfg.image_size or _scratch_vit_config(source).image_size
+                                         else scratch_vit_config(source).num_channels)
+            size = cfg.image_size or scratch_vit_config(source).image_size
             if size % shrink: raise ValueError(f"image size {size} is not divisible by {shrink}, the stem's reduction")
             backbone, cfg.pretrained = load_backbone(source, size // shrink, cfg.stem[-1] if stem else in_ch + extra)
         else:
@@ -506,7 +345,7 @@ def from_pretrained(cls: ChirpLocalizer, folder, device='cpu') -> ChirpLocalizer
             raise ValueError(f"{folder}: its adapters were trained on other weights than {cfg.backbone!r} holds now "
                              f"(fingerprint {cfg.backbone_sha256[:12]}); give the backbone folder it was trained on")
         model = cls(cfg, backbone=base)
-    else: model = cls(cfg, backbone=_backbone_from_config(cfg.vit_config))
+    else: model = cls(cfg, backbone=backbone_from_config(cfg.vit_config))
     return model.load_weights(folder).to(device).eval()
 
 # %% ../nbs/03_model.ipynb #03c041
