@@ -41,7 +41,7 @@ def _dataset_folder(path) -> Path:
 
 def _incomplete(folder: Path, meta: dict):
     "DataError for a folder whose generation was interrupted."
-    cmd = (f"chirploc generate --out {folder} --n {meta.get('n')} --seed {meta.get('seed')} --format {meta.get('format')}"
+    cmd = (f"chirploc generate --out {folder} --n {meta.get('n')} --seed {meta.get('seed')} --kind {meta.get('kind')}"
            + (f" --shard_size {meta['shard_size']}" if meta.get('shard_size') else '')
            + (f" --p_empty {meta['config']['p_empty']}" if (meta.get('config') or {}).get('p_empty') else ''))
     return DataError(f"{folder}: the dataset is incomplete ({META_FILE} says complete=false: its generation was "
@@ -76,7 +76,7 @@ class ChirpSource:
 
 class PngFolder(ChirpSource):
     "A ChirpLoc100K folder: spectrogram_1.png ... spectrogram_N.png and labels.csv (chirploc.json optional)."
-    kind = 'png'
+    kind = 'figure'
     def __init__(self, path):
         self.path = p = _dataset_folder(path)
         self.meta = _read_meta(p)
@@ -105,7 +105,7 @@ class PngFolder(ChirpSource):
         return figure_to_matrix(self.figure(i), bins=(self.cfg.num_freq_bins, self.cfg.num_time_bins))
     def input(self, i: int, fmt='rgb224') -> np.ndarray:
         fmt = InputFormat.parse(fmt)
-        if fmt.kind == 'matrix': return preprocess_matrix(self.matrix(i), fmt, normalize=False)
+        if fmt.layout == 'matrix': return preprocess_matrix(self.matrix(i), fmt, normalize=False)
         return preprocess_image(self.figure(i), fmt)
     def cache_key(self) -> dict:
         st = (self.path / LABELS_FILE).stat()
@@ -114,7 +114,7 @@ class PngFolder(ChirpSource):
     def precomputed(self, fmt) -> Path | None:
         "The folder's `inputs_{size}px.npy` (`write_dataset(..., inputs=...)`) for an rgb224 format of that size, if it has one."
         fmt = InputFormat.parse(fmt)
-        if self.meta is None or fmt.kind != 'rgb' or fmt.size not in (self.meta.get('inputs') or []): return None
+        if self.meta is None or fmt.layout != 'rgb' or fmt.size not in (self.meta.get('inputs') or []): return None
         path = self.path / f"inputs_{fmt.size}px.npy"
         a = np.load(path, mmap_mode='r') if path.exists() else None
         if a is None or a.shape != (len(self), *fmt.shape) or a.dtype != np.uint8:
@@ -129,8 +129,8 @@ class ArrayFolder(ChirpSource):
     def __init__(self, path):
         self.path = p = _dataset_folder(path)
         meta = _read_meta(p)
-        if meta is None: raise DataError(f"{p}: no {META_FILE}; an array folder is made by `chirploc generate --format array`")
-        if meta.get('format') != 'array': raise DataError(f"{p / META_FILE}: format is {meta.get('format')!r}, not 'array'")
+        if meta is None: raise DataError(f"{p}: no {META_FILE}; an array folder is made by `chirploc generate --kind array`")
+        if meta.get('kind') != 'array': raise DataError(f"{p / META_FILE}: kind is {meta.get('kind')!r}, not 'array'")
         if not meta.get('complete', False): raise _incomplete(p, meta)
         for k in ('n', 'shard_size', 'shards', 'shape'):
             if k not in meta: raise DataError(f"{p / META_FILE}: lacks the key {k!r}")
@@ -203,16 +203,16 @@ class SyntheticSource(ChirpSource):
     def __repr__(self): return f"SyntheticSource(n={self.n}, seed={self.seed}, offset={self.offset}, epoch={self.epoch})"
 
 def open_source(source, **kw) -> ChirpSource:
-    "A source from a folder (PNG or array, told apart by chirploc.json and the files), or a source as is."
+    "A source from a folder (figures or arrays, told apart by chirploc.json and the files), or a source as is."
     if isinstance(source, ChirpSource): return source
     p = Path(source)
     if not p.exists(): raise DataError(f"{p}: no such folder")
     if not p.is_dir(): raise DataError(f"{p}: not a folder; give the dataset folder (holding {LABELS_FILE})")
     meta = _read_meta(p)
-    fmt = meta.get('format') if meta else ('array' if any(p.glob('spectrograms_*.npy')) else 'png')
-    if fmt == 'png': return PngFolder(p)
-    if fmt == 'array': return ArrayFolder(p)
-    raise DataError(f"{p / META_FILE}: unknown format {fmt!r}")
+    kind = meta.get('kind') if meta else ('array' if any(p.glob('spectrograms_*.npy')) else 'figure')
+    if kind == 'figure': return PngFolder(p)
+    if kind == 'array': return ArrayFolder(p)
+    raise DataError(f"{p / META_FILE}: no kind (figure or array) in it")
 
 # %% ../nbs/02c_data.ipynb #02cc017
 class ChirpDataset(torch.utils.data.Dataset):
@@ -340,7 +340,7 @@ def build_cache(source, input_format='rgb224', cache_dir=None, workers: int | No
     path = cache_file(src, fmt, cache_dir)
     if path.exists(): return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    dtype = np.uint8 if fmt.kind == 'rgb' else np.float16
+    dtype = np.uint8 if fmt.layout == 'rgb' else np.float16
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode='w+', dtype=dtype, shape=(len(src), *fmt.shape))
         loader = make_loader(_Inputs(src, fmt), batch_size=batch_size, workers=workers, pin_memory=False)

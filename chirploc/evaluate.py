@@ -88,7 +88,7 @@ def _refined(pred: np.ndarray, targets, src, idx, progress, candidates=None):
     start = start.drop(columns=[PRESENCE], errors='ignore')  # every sample refined: a missed chirp is still scored where it is
     S = np.stack([src.matrix(int(i)) for i in idx])  # arrays as generated; figures read back through the colour map
     t0 = time.perf_counter()
-    ref = refine(start, S, 'figure' if src.kind == 'png' else 'array', progress, candidates)
+    ref = refine(start, S, src.kind, progress, candidates)
     return ref, time.perf_counter() - t0
 
 # %% ../nbs/05_evaluate.ipynb #05c017

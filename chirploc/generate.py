@@ -23,12 +23,12 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from .core import Config, Interrupted, atomic_path, atomic_write, cli_error, remove_stale_temps
 
 # %% auto #0
-__all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'GeneratorConfig',
+__all__ = ['LABEL_COLUMNS', 'CHIRP_TYPES', 'META_FILE', 'LABELS_FILE', 'PRESENCE', 'NOISE_FILE', 'DATA_KINDS', 'GeneratorConfig',
            'empty_spectrograms', 'sample_rng', 'labels_frame', 'label_columns', 'sample_chirps', 'validate_chirps',
            'chirp_bins', 'ridge_points', 'chirp_ridges', 'add_noise_and_smooth', 'smoothing_matrix', 'draw_noise',
            'noise_levels', 'generate_batch', 'png_bytes', 'FigureRenderer', 'figure_pixels', 'per_config',
-           'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'read_meta', 'samples_written', 'write_dataset',
-           'generate_parser', 'generate_cli']
+           'figure_renderer', 'labels_csv_lines', 'DatasetMismatch', 'data_kind', 'read_meta', 'samples_written',
+           'write_dataset', 'generate_parser', 'generate_cli']
 
 # %% ../nbs/01_generate.ipynb #01c006
 LABEL_COLUMNS = ['Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type']
@@ -370,12 +370,24 @@ def _work_array(args):
 class DatasetMismatch(ValueError):
     "The output folder already holds a different dataset."
 
+DATA_KINDS = ('figure', 'array')  # what a dataset folder holds: ChirpLoc100K's PNG figures, or float32 shards of the matrices
+
+def data_kind(kind, where: str = 'kind') -> str:
+    "`kind` checked: 'figure' or 'array'; 'png', the word older folders and records use for figures, is read as 'figure'."
+    k = 'figure' if kind == 'png' else kind
+    if k not in DATA_KINDS: raise ValueError(f"{where}: unknown kind {kind!r}; use 'figure' or 'array'")
+    return k
+
 def read_meta(folder) -> dict | None:
-    "The `chirploc.json` of a generated folder, or None when there is none (e.g. a reference-made folder)."
+    "The `chirploc.json` of a generated folder (its `kind` read as `data_kind`), or None when there is none (e.g. a reference-made folder)."
     p = Path(folder) / META_FILE
     if not p.exists(): return None
-    try: return json.loads(p.read_text())
+    try: meta = json.loads(p.read_text())
     except ValueError as e: raise ValueError(f"{p}: not valid JSON ({e})") from None  # JSON or text decoding
+    if 'format' in meta and 'kind' not in meta:  # a folder written before the key was renamed
+        meta = {('kind' if k == 'format' else k): v for k, v in meta.items()}
+    if 'kind' in meta: meta['kind'] = data_kind(meta['kind'], str(p))
+    return meta
 
 def _check_existing(out: Path, meta: dict, n: int):
     old = read_meta(out)
@@ -384,7 +396,7 @@ def _check_existing(out: Path, meta: dict, n: int):
         if stray: raise DatasetMismatch(f"{out}: holds files not written by chirploc ({', '.join(sorted(stray)[:3])}, ...); "
                                         "choose an empty or new folder")
         return 0
-    for key in ('format', 'seed', 'config', 'shard_size', 'inputs'):
+    for key in ('kind', 'seed', 'config', 'shard_size', 'inputs'):
         if old.get(key) != meta.get(key):
             raise DatasetMismatch(f"{out}: holds a dataset with {key} = {old.get(key)!r}, not {meta.get(key)!r}; "
                                   "refusing to mix datasets (use another --out, or the same settings to resume)")
@@ -406,9 +418,9 @@ def _rows_done(out: Path, seed: int, cfg: GeneratorConfig, step: int) -> int:
         raise DatasetMismatch(f"{path}: row {first + 1} does not match seed {seed}; refusing to mix datasets")
     return done
 
-def _files_present(out: Path, format: str, done: int, shard_size: int, sizes=()) -> int:
+def _files_present(out: Path, kind: str, done: int, shard_size: int, sizes=()) -> int:
     "Rows (of `done`) whose image or shard (and input rows) are on disk and whole; a missing file makes the run redo it."
-    if format == 'png':
+    if kind == 'figure':
         if any(not (out / _inputs_name(s)).exists() for s in sizes): return 0
         have = {p.name for p in out.glob('spectrogram_*.png')}
         return next((i for i in range(done) if f"spectrogram_{i + 1}.png" not in have), done)
@@ -429,34 +441,34 @@ def samples_written(out) -> int:
     p = Path(out) / LABELS_FILE
     return max(0, p.read_text().count('\n') - 1) if p.is_file() else 0
 
-def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: GeneratorConfig | None = None,
+def write_dataset(out, n: int, seed: int = 0, kind: str = 'figure', cfg: GeneratorConfig | None = None,
                   workers: int | None = None, chunk: int | None = None, shard_size: int = 1000,
                   progress: bool = True, inputs=()) -> Path:
-    "Write samples 0..n-1 of the dataset with `seed` to folder `out` as `png` figures (+ `inputs` sizes) or `array` shards; resumable."
+    "Write samples 0..n-1 of the dataset with `seed` to folder `out` as `figure`s (PNG, + `inputs` sizes) or `array` shards; resumable."
     from chirploc.core import progress_bar
-    if format not in ('png', 'array'): raise ValueError(f"unknown format {format!r}; use 'png' or 'array'")
+    kind = data_kind(kind, 'write_dataset')
     if int(n) != n or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}")
     sizes = sorted({int(s) for s in ((inputs,) if isinstance(inputs, int) else inputs or ())})
-    if sizes and format != 'png': raise ValueError("network inputs are written from the figures: use format='png'")
+    if sizes and kind != 'figure': raise ValueError("network inputs are written from the figures: use kind='figure'")
     cfg, out, n = cfg or GeneratorConfig(), Path(out), int(n)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: a file, not a folder; the dataset is written into a folder (a new one, or the one to resume)")
-    step = shard_size if format == 'array' else (chunk or 50)
-    meta = dict(format=format, seed=int(seed), n=n, config=cfg.to_dict(), complete=False,
-                shard_size=shard_size if format == 'array' else None, dtype='float32' if format == 'array' else None,
+    step = shard_size if kind == 'array' else (chunk or 50)
+    meta = dict(kind=kind, seed=int(seed), n=n, config=cfg.to_dict(), complete=False,
+                shard_size=shard_size if kind == 'array' else None, dtype='float32' if kind == 'array' else None,
                 shape=[cfg.num_freq_bins, cfg.num_time_bins], generator='chirploc', label_columns=label_columns(cfg))
     if sizes: meta['inputs'] = sizes  # only then: folders without input files keep the meta they were written with
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)  # a run killed mid-write left its temporary file: it is not part of the dataset
     old = _check_existing(out, meta, n)
     if (old and old.get('complete') and old.get('n') == n and _rows_done(out, seed, cfg, 1) == n
-            and _files_present(out, format, n, shard_size, sizes) == n):
+            and _files_present(out, kind, n, shard_size, sizes) == n):
         _write_noise_levels(out, n, seed, cfg)  # a folder made before this file existed gets it; nothing is rewritten
         return out  # finished before: nothing to do
-    done = _rows_done(out, seed, cfg, step if format == 'array' else 1) if old else 0
-    done = _files_present(out, format, done, shard_size, sizes)
+    done = _rows_done(out, seed, cfg, step if kind == 'array' else 1) if old else 0
+    done = _files_present(out, kind, done, shard_size, sizes)
     for size in sizes: _open_inputs(out, n, size, done)
-    if format == 'array':
+    if kind == 'array':
         meta['shards'] = [_shard_name(k) for k in range(math.ceil(n / shard_size))]
         if old and old.get('n') != n and old.get('n', 0) % shard_size:
             done = min(done, old['n'] - old['n'] % shard_size)  # the old last shard was short: rewrite it
@@ -464,11 +476,11 @@ def write_dataset(out, n: int, seed: int = 0, format: str = 'png', cfg: Generato
     labels_path = out / LABELS_FILE
     head = ','.join(label_columns(cfg)) + '\n'
     atomic_write(labels_path, head + labels_csv_lines(sample_chirps(range(done), seed, cfg)))  # drop torn rows
-    jobs = [(str(out), s, min(s + step, n), int(seed), cfg.to_dict()) + ((s // shard_size,) if format == 'array' else (sizes,))
+    jobs = [(str(out), s, min(s + step, n), int(seed), cfg.to_dict()) + ((s // shard_size,) if kind == 'array' else (sizes,))
             for s in range(done, n, step)]
-    work = _work_array if format == 'array' else _work_png
+    work = _work_array if kind == 'array' else _work_png
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    bar = progress_bar(total=n, initial=done, desc=f"generate {format}", unit='sample', disable=not progress)
+    bar = progress_bar(total=n, initial=done, desc=f"generate {kind}", unit='sample', disable=not progress)
     with bar, open(labels_path, 'a') as f:
         def finish(start, stop, lines):  # the worker's labels rows, once its files are on disk
             f.write(lines); f.flush(); os.fsync(f.fileno())
@@ -498,13 +510,14 @@ import argparse
 def generate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='chirploc generate', description='Generate a synthetic chirp spectrogram dataset (paper Appendix A1).')
     p.add_argument('--n', type=int, default=1000, help='number of samples')
-    p.add_argument('--format', default='png', choices=('png', 'array'), help="png (ChirpLoc100K figures) or array (float32 shards for training)")
+    p.add_argument('--kind', default='figure', choices=DATA_KINDS, help="figure (ChirpLoc100K's PNG figures) or array (float32 shards for training)")
+    p.add_argument('--format', dest='kind', type=data_kind, help=argparse.SUPPRESS)  # the old spelling (png: figure), in older records' commands
     p.add_argument('--seed', type=int, default=0, help='dataset seed: sample i is drawn from np.random.default_rng([seed, i])')
     p.add_argument('--out', default='data/chirps', help='output folder (created; rerun the same command to resume)')
     p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     p.add_argument('--shard_size', type=int, default=1000, help='samples per shard (array format)')
     p.add_argument('--p_empty', type=float, default=0.0, help='share of chirp-free (noise only) samples, for detection; adds a Chirp_Present column')
-    p.add_argument('--inputs', type=int, nargs='*', default=[], help="png: also write the network's inputs at these sizes (224: the paper's), inputs_224px.npy")
+    p.add_argument('--inputs', type=int, nargs='*', default=[], help="figure: also write the network's inputs at these sizes (224: the paper's), inputs_224px.npy")
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True, help='progress bar')
     return p
 
@@ -530,7 +543,7 @@ def generate_cli(argv=None):
     def on_sigint(sig, frame): sigint.append(sig); raise KeyboardInterrupt
     signal.signal(signal.SIGINT, on_sigint)
     try:
-        path = write_dataset(a.out, a.n, seed=a.seed, format=a.format, cfg=GeneratorConfig(p_empty=a.p_empty),
+        path = write_dataset(a.out, a.n, seed=a.seed, kind=a.kind, cfg=GeneratorConfig(p_empty=a.p_empty),
                              workers=a.workers, shard_size=a.shard_size, progress=a.progress, inputs=a.inputs)
     except ValueError as e: cli_error('generate', e)
     except KeyboardInterrupt: raise Interrupted(_kept_note(a)) from None
@@ -539,4 +552,4 @@ def generate_cli(argv=None):
         except KeyboardInterrupt: raise Interrupted(_kept_note(a)) from None
         if sigint: raise Interrupted(_kept_note(a)) from None   # delivered already, its KeyboardInterrupt lost in the pool
         cli_error('generate', e)      # a worker really died
-    print(f"wrote {a.n} samples ({a.format}, seed {a.seed}{f', {a.p_empty:.0%} chirp-free' if a.p_empty else ''}) to {path}")
+    print(f"wrote {a.n} samples ({a.kind}, seed {a.seed}{f', {a.p_empty:.0%} chirp-free' if a.p_empty else ''}) to {path}")

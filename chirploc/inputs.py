@@ -42,11 +42,11 @@ class InputFormat:
         object.__setattr__(self, 'size', int(self.size or d['size']))
         object.__setattr__(self, 'channels', int(self.channels or d['channels']))
         if self.size < 8: raise ValueError(f"input size {self.size} is too small")
-        ok = (3,) if self.kind == 'rgb' else (1, 3)
+        ok = (3,) if self.layout == 'rgb' else (1, 3)
         if self.channels not in ok: raise ValueError(f"input format {self.name!r} takes channels in {ok}, not {self.channels}")
 
     @property
-    def kind(self) -> str: return 'rgb' if self.name == 'rgb224' else 'matrix'
+    def layout(self) -> str: return 'rgb' if self.name == 'rgb224' else 'matrix'  # the tensor: a resized RGB figure or the matrix
     @property
     def shape(self) -> tuple: return (self.channels, self.size, self.size)
     @property
@@ -113,7 +113,7 @@ def check_matrix(a, where: str = 'array', shape: tuple = MATRIX_SHAPE, stack: bo
     if a.dtype == object: raise DataError(f"{where}: holds Python objects, not numbers; a spectrogram matrix is an array of real numbers")
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise DataError(f"{where}: holds {a.dtype} values; a spectrogram matrix holds real numbers (float32, as "
-                        "`chirploc generate --format array` writes)")
+                        "`chirploc generate --kind array` writes)")
     if a.shape[-2:] != tuple(shape) or a.ndim not in ((2, 3) if stack else (2,)):
         raise DataError(f"{where}: an array of shape {a.shape}; expected a {F}x{T} spectrogram (frequency bins x time "
                         f"bins, as the generator makes){f' or a stack (N, {F}, {T})' if stack else ''}")
@@ -144,7 +144,7 @@ def load_matrix(path, shape: tuple = MATRIX_SHAPE) -> np.ndarray:
 def preprocess_matrix(S: np.ndarray, fmt='matrix', normalize: bool = True) -> np.ndarray:
     "A (F, T) spectrogram as network input (C, size, size) float32 for a `matrix` format: min-max, resize, replicate."
     fmt = InputFormat.parse(fmt)
-    if fmt.kind != 'matrix':
+    if fmt.layout != 'matrix':
         raise ValueError(f"{fmt.name!r} needs a figure: draw one (render_figure) and use preprocess_image")
     S = np.asarray(S, dtype=np.float32)
     if S.ndim != 2: raise ValueError(f"expected a 2-D (freq, time) matrix, got shape {S.shape}")
@@ -157,7 +157,7 @@ def preprocess_image(img, fmt='rgb224', bins: tuple = (128, 128)) -> np.ndarray:
     "A figure (PIL image or path) as network input (C, size, size) float32: the paper's RGB pipeline, or its recovered matrix."
     fmt = InputFormat.parse(fmt)
     if not isinstance(img, Image.Image): img = load_image(img)
-    if fmt.kind == 'matrix':  # the matrix (F, T) = `bins` recovered from the figure, already on the [0, 1] colour scale
+    if fmt.layout == 'matrix':  # the matrix (F, T) = `bins` recovered from the figure, already on the [0, 1] colour scale
         return preprocess_matrix(figure_to_matrix(img, bins=bins), fmt, normalize=False)
     return figure_pixels(img, fmt.size).astype(np.float32) / 255  # RGB, resized with PIL's default filter, / 255
 
@@ -168,7 +168,7 @@ def prepare_input(x, fmt='rgb224') -> np.ndarray:
     a = np.asarray(x)
     if a.ndim == 3 and a.shape[-1] in (3, 4) and a.dtype == np.uint8: return preprocess_image(Image.fromarray(a), fmt)
     if a.ndim == 2:
-        if fmt.kind == 'rgb': return preprocess_image(render_figure(a), fmt)
+        if fmt.layout == 'rgb': return preprocess_image(render_figure(a), fmt)
         return preprocess_matrix(a, fmt)
     raise ValueError(f"cannot make a network input from {type(x).__name__} of shape {getattr(a, 'shape', None)}")
 

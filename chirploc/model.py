@@ -108,8 +108,8 @@ def _format_for(fmt, size: int, channels: int) -> dict:
     "Input format `fmt` (name, dict or None) as a dict; a bare name is sized to the model (channels where the format allows)."
     if isinstance(fmt, (dict, InputFormat)): return InputFormat.parse(fmt).to_dict()
     name = fmt or ('matrix' if channels == 1 else 'rgb224')
-    kind = InputFormat.parse(name).kind
-    ok = channels == 3 or (kind == 'matrix' and channels == 1)
+    layout = InputFormat.parse(name).layout
+    ok = channels == 3 or (layout == 'matrix' and channels == 1)
     return InputFormat.parse(name, size=size, channels=channels if ok else None).to_dict()
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from .data import open_source
 from .detection import choose_threshold, detection_scores
 from .evaluate import REFINE_METHOD, evaluate_localizer
 from .figures import DETECTION_FILE, FIGURE_FILES, PAPER, TARGET_NAMES, fig_seed_spread, make_figures, markdown_table, run_marks
-from .generate import PRESENCE, GeneratorConfig, write_dataset
+from .generate import PRESENCE, GeneratorConfig, data_kind, write_dataset
 from .bins import quantization_floor
 from .evaluate import prediction_table, regression_report, with_noise_levels
 from .labels import DEFAULT_TARGETS, TARGET_UNITS, DataError, split_indices, target_array
@@ -47,7 +47,7 @@ FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp
 
 # the CPU reproduction of the paper's method: a small from-scratch hybrid ViT on the 128x128 matrices, one-cycle
 # schedule, 3 epochs; the limit on the first 1,000 test samples; a check on 500 fresh ChirpLoc100K figures
-_SMOKE = dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid', input_format='matrix', pooling=None,
+_SMOKE = dict(n_samples=50_000, kind='array', backbone='chirploc-hybrid', input_format='matrix', pooling=None,
               epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05, schedule='onecycle', warmup_epochs=0.15, patience=0,
               grad_clip=0.0, cache=False, workers=0, eval_train=10_000, n_figure_check=500, limit_n=1000)
 # the smoke recipe with duration (r, MAE), type (accuracy) and presence (ROC AUC, false alarms) predicted beside the
@@ -55,7 +55,7 @@ _SMOKE = dict(n_samples=50_000, data_format='array', backbone='chirploc-hybrid',
 _EVERY_TARGET = {**_SMOKE, 'targets': FULL_TARGETS, 'p_empty': 0.1}
 
 PRESETS = {
-    'paper': dict(n_samples=100_000, data_format='png', backbone='mae:vit-b16', pretrain_steps=2500,
+    'paper': dict(n_samples=100_000, kind='figure', backbone='mae:vit-b16', pretrain_steps=2500,
                   pretrain_batch_size=256, input_format='rgb224', pooling=None, epochs=100, batch_size=32, lr=1e-4,
                   weight_decay=0.01, schedule='plateau', warmup_epochs=0.0, patience=4, grad_clip=0.0, cache=True,
                   workers=None, eval_train=None, n_figure_check=0, limit_n=1000),
@@ -78,7 +78,7 @@ class ReproConfig(TrainConfig, ModelOptions):
     "Everything a reproduction depends on: the model's options (ModelOptions), the training's (TrainConfig), the data and the outputs."
     preset: str = option('smoke', 'smoke (CPU), every-target (smoke + duration, type, presence), ship (the default model), paper (GPU) or tiny (seconds, for CI)')
     n_samples: int = option(50_000, 'dataset size')
-    data_format: str = option('array', "'png' (ChirpLoc100K figures) or 'array' (the 128x128 matrices)")
+    kind: str = option('array', "'figure' (ChirpLoc100K figures) or 'array' (the 128x128 matrices)")
     pretrain_steps: int = option(0, 'backbone mae:SHAPE: MAE pretraining steps on the training split before fine-tuning')
     pretrain_batch_size: int = option(256, 'backbone mae:SHAPE: MAE pretraining batch size')
     cache: bool = option(False, 'decode PNG inputs once into a cache')
@@ -101,11 +101,15 @@ class ReproConfig(TrainConfig, ModelOptions):
 
 OPTION_NAMES = tuple(f.name for f in fields(ReproConfig))  # the papermill parameters and `chirploc reproduce` options
 
+_OLD_OPTIONS = {'data_format': 'kind'}  # settings renamed since records were made: old name -> new
+
 def reproduce_config(preset: str = 'smoke', **overrides) -> ReproConfig:
     "The `preset`'s recipe with every override that is not None applied; its folders default to runs/{preset}(/report)."
     preset = PRESET_ALIASES.get(preset, preset)
     if preset not in PRESETS: raise ValueError(f"preset {preset!r} is unknown: {', '.join(PRESETS)}")
     d = dict(PRESETS[preset], preset=preset, out_dir=f'runs/{preset}/report', work_dir=f'runs/{preset}')
+    overrides = {_OLD_OPTIONS.get(k, k): v for k, v in overrides.items()}  # a record made before a rename
+    if overrides.get('kind') is not None: overrides['kind'] = data_kind(overrides['kind'], 'kind')
     d.update({k: coerce_option(ReproConfig, k, v) for k, v in overrides.items() if v is not None})
     return ReproConfig.from_dict(d)
 
@@ -155,8 +159,8 @@ def describe_backbone(backbone: str, model=None) -> str:
 def prepare_data(cfg: ReproConfig) -> Path:
     "Generate (or finish generating) the run's dataset: samples 0..n-1 of `cfg.seed`; figures with their network inputs."
     fmt = InputFormat.parse(cfg.input_format or 'rgb224')
-    inputs = (fmt.size,) if cfg.data_format == 'png' and fmt.kind == 'rgb' and cfg.cache else ()
-    return write_dataset(Path(cfg.work_dir) / 'data', cfg.n_samples, seed=cfg.seed, format=cfg.data_format,
+    inputs = (fmt.size,) if cfg.kind == 'figure' and fmt.layout == 'rgb' and cfg.cache else ()
+    return write_dataset(Path(cfg.work_dir) / 'data', cfg.n_samples, seed=cfg.seed, kind=cfg.kind,
                          cfg=GeneratorConfig(p_empty=cfg.p_empty), workers=cfg.workers or None, progress=cfg.progress,
                          inputs=inputs)
 
@@ -242,10 +246,10 @@ def detection_thresholds(reports: dict) -> dict:
 def check_on_figures(cfg: ReproConfig, model) -> dict | None:
     "For a model trained on matrices: its report on `n_figure_check` fresh ChirpLoc100K figures (seed + 1)."
     if not cfg.n_figure_check: return None
-    folder = write_dataset(Path(cfg.work_dir) / 'figure-check', cfg.n_figure_check, seed=cfg.seed + 1, format='png',
+    folder = write_dataset(Path(cfg.work_dir) / 'figure-check', cfg.n_figure_check, seed=cfg.seed + 1, kind='figure',
                            workers=cfg.workers or None, progress=cfg.progress)
     report, _ = evaluate_localizer(model, folder, 'all', device=cfg.device)
-    return dict(n=cfg.n_figure_check, seed=cfg.seed + 1, format='png', **report)
+    return dict(n=cfg.n_figure_check, seed=cfg.seed + 1, kind='figure', **report)
 
 # %% ../nbs/07_reproduce.ipynb #07c014
 DETECTION_KEYS = ('accuracy', 'roc_auc', 'false_alarm_rate', 'detection_rate', 'threshold', 'n_chirp', 'n_empty')

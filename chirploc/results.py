@@ -17,6 +17,7 @@ import pandas as pd
 
 from .core import cli_error, git_commit, save_figure
 from .figures import PAPER, TARGET_NAMES, fig_seed_spread, markdown_table
+from .generate import data_kind
 from .labels import DEFAULT_TARGETS, TARGET_UNITS
 from .model import CLASS_TARGETS, PAPER_BACKBONE
 from .reproduce import FULL_TARGETS, OPTION_NAMES, read_results, reproduce, reproduce_config
@@ -66,12 +67,17 @@ def _metric_rows(reports: list, prefix: str = '') -> dict:
     return c
 
 # %% ../nbs/07b_results.ipynb #07bc15
+def _data_kind(r: dict) -> str:
+    "What a run trained on, 'figure' or 'array' (records made before the rename say `data_format`, 'png' for figures)."
+    c = r.get('config') or {}
+    return data_kind(c.get('kind', c.get('data_format', 'array')))
+
 def _run_column(runs: list) -> dict:
     "A column of the results table for one run, or for runs of one recipe with different seeds (mean ± sd)."
     r0 = runs[0]
     per = lambda key: [r.get(key) for r in runs]
     c = {'backbone': r0['backbone'], 'data (train / test)': f"{r0['n_train']:,} / {r0['n_test']:,} "
-         + ('figures' if r0.get('config', {}).get('data_format') == 'png' else 'matrices'),
+         + ('figures' if _data_kind(r0) == 'figure' else 'matrices'),
          'device': r0.get('device_name') or r0['device'],
          'epochs run (kept)': ', '.join(sorted({f"{r['epochs_run']} ({r.get('kept_epoch', r['best_epoch'])})" for r in runs})),
          'training time': _stat([r['train_seconds'] / 60 for r in runs], '.1f') + ' min',

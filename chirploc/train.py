@@ -433,7 +433,7 @@ def make_datasets(data=None, synthetic: int = 0, targets=None, input_format='rgb
     if fresh_samples:  # a generator-made array folder: its test split, and fresh samples of its seed beyond its last index
         s = sources[0]
         if len(sources) != 1 or s.kind != 'array' or 'seed' not in (getattr(s, 'meta', None) or {}):
-            raise ValueError(f"fresh_samples needs synthetic data or one array folder made by `chirploc generate --format array` "
+            raise ValueError(f"fresh_samples needs synthetic data or one array folder made by `chirploc generate --kind array` "
                              f"(its seed and settings draw the fresh samples); got {', '.join(map(str, folders))}")
         train_idx, test_idx = paper_split(len(s))
         fresh = SyntheticSource(len(train_idx), int(s.meta['seed']), offset=len(s), cfg=s.cfg)

@@ -5,8 +5,8 @@
 Measures samples per second, on this machine, in this run, for
   - the reference's PNG path (`SpectrogramGenerator.generate_dataset`, one process: what the package offers),
   - the reference's matrix-only path (`create_spectrogram_with_chirp`, waveform included, as the package computes it),
-  - chirploc's PNG writer (`write_dataset(format='png')`, all cores),
-  - chirploc's array writer (`write_dataset(format='array')`, all cores),
+  - chirploc's PNG writer (`write_dataset(kind='figure')`, all cores),
+  - chirploc's array writer (`write_dataset(kind='array')`, all cores),
   - chirploc's matrices alone in one process (`generate_batch`),
 and the ratios to the two reference paths. Not a test: nothing here asserts a time. Targets (from the issue):
 array >= 1000x reference PNG and >= 50x reference matrix; PNG >= 10x reference PNG.
@@ -65,9 +65,9 @@ def main(quick=False, out='figures/benchmarks'):
         res['chirploc matrices, generate_batch (1 process)'] = rate(
             lambda: [generate_batch(range(s, s + 100), seed=0) for s in range(0, sizes['batch'], 100)], sizes['batch'])
         res[f'chirploc PNG writer ({os.cpu_count()} processes)'] = rate(
-            lambda: write_dataset(tmp / 'png', sizes['png'], seed=0, format='png', progress=False), sizes['png'])
+            lambda: write_dataset(tmp / 'png', sizes['png'], seed=0, kind='figure', progress=False), sizes['png'])
         res[f'chirploc array writer ({os.cpu_count()} processes)'] = rate(
-            lambda: write_dataset(tmp / 'arr', sizes['array'], seed=0, format='array', progress=False), sizes['array'])
+            lambda: write_dataset(tmp / 'arr', sizes['array'], seed=0, kind='array', progress=False), sizes['array'])
         res['ceiling: disk writes of the same float32 shards'] = rate(lambda: write_zero_shards(tmp / 'zeros', sizes['array']),
                                                                       sizes['array'])
     finally:

@@ -5,8 +5,8 @@ samples in the same run, one process each, then the fast one in `--workers` fork
 search; and on the first `--n` samples of each committed record (figures/limit/predictions_*_ml-*.csv.gz), how many
 answers equal the record's, and of those that differ, how many fit better (higher log-likelihood) or worse.
 
-    chirploc generate --n 50000 --format array --seed 0 --out runs/smoke/data     # the records' arrays (test split)
-    chirploc generate --n 500 --format png --seed 1 --out runs/limit/fig500         # the records' figures
+    chirploc generate --n 50000 --kind array --seed 0 --out runs/smoke/data     # the records' arrays (test split)
+    chirploc generate --n 500 --kind figure --seed 1 --out runs/limit/fig500         # the records' figures
     python tests/bench_limit.py --arrays runs/smoke/data --figures runs/limit/fig500 --out figures/limit/bench
 
 Writes bench.json and bench.md to --out. Times depend on what else the machine runs: compare the ratios.

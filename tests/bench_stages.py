@@ -4,7 +4,7 @@ and published GPU throughputs (issue 13's GPU run replaces it with measurements)
     .venv/bin/python tests/bench_stages.py                    # writes figures/benchmarks/paper_stages.{json,md}
 
 Measured here, on this machine (one process each): the figure writer's rate per core with the 224-px inputs written beside
-each figure (`chirploc generate --format png --inputs 224`), decoding a figure PNG into the paper's input (the path
+each figure (`chirploc generate --kind figure --inputs 224`), decoding a figure PNG into the paper's input (the path
 without that file), and a training step of a tiny ViT at 224 px (to scale the loop's own overhead). Not measurable here:
 ViT-B/16 on a GPU. For it the estimate takes published bf16 throughputs: about 3,000 to 3,400 img/s inference on an
 A100 or an RTX 4090, and an H100 at 2 to 2.5 times an A100; training (forward and backward, LoRA needs the activation
@@ -32,7 +32,7 @@ def figure_rate(n=60):
     from chirploc.generate import write_dataset
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        write_dataset(Path(d) / 'f', n, seed=0, format='png', workers=1, progress=False, inputs=224)
+        write_dataset(Path(d) / 'f', n, seed=0, kind='figure', workers=1, progress=False, inputs=224)
         return n / (time.perf_counter() - t), d
 
 
@@ -41,7 +41,7 @@ def decode_rate(n=40):
     from chirploc.generate import write_dataset
     from chirploc.inputs import preprocess_image
     with tempfile.TemporaryDirectory() as d:
-        folder = write_dataset(Path(d) / 'f', n, seed=1, format='png', workers=1, progress=False)
+        folder = write_dataset(Path(d) / 'f', n, seed=1, kind='figure', workers=1, progress=False)
         files = sorted(folder.glob('spectrogram_*.png'))
         t = time.perf_counter()
         for f in files: preprocess_image(f, 'rgb224')

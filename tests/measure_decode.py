@@ -5,7 +5,7 @@ folder; the network runs once, every reading uses the same maps. Writes decode_<
 The joint reading's settings (its type temperature included: the fitted value is printed) were chosen on fresh samples,
 never on a test split:
 
-    chirploc generate --n 5000 --format array --seed 11 --p_empty 0.1 --out runs/val11
+    chirploc generate --n 5000 --kind array --seed 11 --p_empty 0.1 --out runs/val11
     python tests/measure_decode.py --model runs/ship-rb0/train --data runs/val11 --split all --out figures/experiments/decode
 
 then its default checked on the test split (--data runs/ship/data --split test --no-grid). About 2 minutes per 5,000

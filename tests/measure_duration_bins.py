@@ -3,7 +3,7 @@
 model) against the ridge tracker, on each data folder given and on all of them pooled, with r and MAE beside. Writes
 <name>.{json,md} to --out.
 
-    chirploc generate --n 500 --format png --seed 3 --out runs/fig-s3      # and seeds 4, 5: fresh ChirpLoc100K figures
+    chirploc generate --n 500 --kind figure --seed 3 --out runs/fig-s3      # and seeds 4, 5: fresh ChirpLoc100K figures
     python tests/measure_duration_bins.py --data runs/smoke/data:test runs/ship-f6-1/figure-check runs/fig-s3 \\
         runs/fig-s4 runs/fig-s5 --out figures/experiments/duration-bins --name default_model
 

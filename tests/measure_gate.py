@@ -3,7 +3,7 @@
 and the maximum-likelihood limit, on the same samples; the share sent to the full search and why; img/s of each path
 (the network's time included). Writes gate_<data>.{json,md} to --out.
 
-    chirploc generate --n 500 --format png --seed 31 --out runs/gate/fig31
+    chirploc generate --n 500 --kind figure --seed 31 --out runs/gate/fig31
     python tests/measure_gate.py --data runs/gate/fig31 --out figures/experiments/refine/gate
 
 Seeds for the reported draws were not used to choose anything (the gate's thresholds were set before they were drawn).

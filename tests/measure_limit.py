@@ -2,8 +2,8 @@
 smoothing, the ridge tracker and the quantization floor, on an array folder's test split and on a folder of ChirpLoc100K
 figures; writes figures/limit/limit.{json,md} and the estimator's prediction tables (with each sample's noise level).
 
-    chirploc generate --n 50000 --format array --seed 0 --out runs/smoke/data        # the smoke preset's data
-    chirploc generate --n 500 --format png --seed 1 --out runs/limit/fig500            # fresh figures
+    chirploc generate --n 50000 --kind array --seed 0 --out runs/smoke/data        # the smoke preset's data
+    chirploc generate --n 500 --kind figure --seed 1 --out runs/limit/fig500            # fresh figures
     python tests/measure_limit.py --arrays runs/smoke/data --figures runs/limit/fig500 --out figures/limit
 
 About 20 minutes on 2 cores (the estimator runs at some 20 arrays and 10 figures a second).
@@ -45,7 +45,7 @@ def by_noise(tables: dict, eta: np.ndarray, targets=LIMIT_TARGETS[:4], q: int = 
 
 def measure(data, split, n, progress=True):
     src = open_source(data)
-    kind = 'figure' if src.kind == 'png' else 'array'
+    kind = src.kind
     idx = split_indices(len(src), split, n)
     res, tables = dict(data=str(data), kind=kind, split=split, n=len(idx), localizers={}), {}
     for tr in (('gls', 'invert', 'ignore') if kind == 'figure' else ('invert', 'ignore')):
@@ -100,8 +100,8 @@ def main(argv=None):
     for name, data, split, n in (('arrays', a.arrays, 'test', a.limit), ('figures', a.figures, 'all', a.figure_limit)):
         if not data: continue
         meta = open_source(data).meta or {}
-        res[f'{name}_data'] = dict(path=str(data), n=meta.get('n'), seed=meta.get('seed'), format=meta.get('format'),
-                                   command=f"chirploc generate --n {meta.get('n')} --format {meta.get('format')} --seed {meta.get('seed')} --out {data}")
+        res[f'{name}_data'] = dict(path=str(data), n=meta.get('n'), seed=meta.get('seed'), kind=meta.get('kind'),
+                                   command=f"chirploc generate --n {meta.get('n')} --kind {meta.get('kind')} --seed {meta.get('seed')} --out {data}")
         res[name], tables = measure(data, split, n, a.progress)
         for loc, t in tables.items():  # each sample's errors and noise level, for plots of error against eta
             if loc.startswith('ml-'): t.to_csv(out / f'predictions_{name}_{loc}.csv.gz', index=False, float_format='%.6g')

@@ -5,7 +5,7 @@ runs once; every refinement starts from the same answers. Writes refine_<data>_<
 
 The settings were chosen on fresh samples, never on a test split:
 
-    chirploc generate --n 5000 --format array --seed 11 --p_empty 0.1 --out runs/val11
+    chirploc generate --n 5000 --kind array --seed 11 --p_empty 0.1 --out runs/val11
     python tests/measure_refine.py --data runs/val11 --split all --out figures/experiments/refine
 
 then the default checked on test samples (--data runs/ship/data --split test --n 1000 --no-grid) and on fresh figures
@@ -48,7 +48,7 @@ def load_case(a):
     torch.manual_seed(0)
     model = load_localizer(a.model, 'cpu').eval()
     src = open_source(a.data)
-    kind = 'figure' if src.kind == 'png' else 'array'
+    kind = src.kind
     idx = split_indices(len(src), a.split, a.n)
     labels = src.labels.iloc[idx].reset_index(drop=True)
     chirp = labels[PRESENCE].to_numpy().astype(bool) if PRESENCE in labels else np.ones(len(labels), bool)

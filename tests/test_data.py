@@ -30,12 +30,12 @@ def ref_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def png_dir(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp('png') / 'd', 5, seed=3, format='png', workers=1, progress=False)
+    return write_dataset(tmp_path_factory.mktemp('png') / 'd', 5, seed=3, kind='figure', workers=1, progress=False)
 
 
 @pytest.fixture(scope='module')
 def arr_dir(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp('arr') / 'd', 25, seed=3, format='array', shard_size=10, workers=1,
+    return write_dataset(tmp_path_factory.mktemp('arr') / 'd', 25, seed=3, kind='array', shard_size=10, workers=1,
                          progress=False)
 
 
@@ -113,9 +113,12 @@ def test_array_folder_errors(arr_dir, tmp_path):
     d = copy(arr_dir, tmp_path, 'incomplete')
     meta = json.loads((d / 'chirploc.json').read_text())
     (d / 'chirploc.json').write_text(json.dumps({**meta, 'complete': False}))
-    with pytest.raises(DataError, match='--format array --shard_size 10'): open_source(d)
-    (d / 'chirploc.json').write_text(json.dumps({**meta, 'format': 'hdf5'}))
-    with pytest.raises(DataError, match="unknown format 'hdf5'"): open_source(d)
+    with pytest.raises(DataError, match='--kind array --shard_size 10'): open_source(d)
+    (d / 'chirploc.json').write_text(json.dumps({**meta, 'kind': 'hdf5'}))
+    with pytest.raises(DataError, match="chirploc.json: unknown kind 'hdf5'; use 'figure' or 'array'"): open_source(d)
+    legacy = {('format' if k == 'kind' else k): v for k, v in meta.items()}   # a folder written before `kind`
+    (d / 'chirploc.json').write_text(json.dumps({**legacy, 'complete': True}))
+    assert open_source(d).meta['kind'] == 'array' and 'format' not in open_source(d).meta
     d = copy(arr_dir, tmp_path, 'nometa')
     (d / 'chirploc.json').unlink()
     with pytest.raises(DataError, match='no chirploc.json'): open_source(d)

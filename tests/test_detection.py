@@ -16,8 +16,8 @@ from chirploc.model import ChirpLocalizer, LocalizerConfig
 
 def test_mixed_dataset_is_deterministic_and_labelled(tmp_path):
     cfg = GeneratorConfig(p_empty=0.25)
-    a = write_dataset(tmp_path / 'a', 90, seed=3, format='array', cfg=cfg, shard_size=40, workers=1, progress=False)
-    b = write_dataset(tmp_path / 'b', 90, seed=3, format='array', cfg=cfg, shard_size=40, workers=2, progress=False)
+    a = write_dataset(tmp_path / 'a', 90, seed=3, kind='array', cfg=cfg, shard_size=40, workers=1, progress=False)
+    b = write_dataset(tmp_path / 'b', 90, seed=3, kind='array', cfg=cfg, shard_size=40, workers=2, progress=False)
     for f in ('labels.csv', 'spectrograms_00000.npy', 'spectrograms_00002.npy'):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     head, *rows = (a / 'labels.csv').read_text().splitlines()
@@ -35,14 +35,14 @@ def test_mixed_dataset_is_deterministic_and_labelled(tmp_path):
 
 def test_mixed_dataset_resumes_and_refuses_another_share(tmp_path):
     cfg = GeneratorConfig(p_empty=0.25)
-    out = write_dataset(tmp_path / 'm', 60, seed=1, format='array', cfg=cfg, shard_size=20, workers=1, progress=False)
+    out = write_dataset(tmp_path / 'm', 60, seed=1, kind='array', cfg=cfg, shard_size=20, workers=1, progress=False)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     (out / 'spectrograms_00001.npy').unlink()
     (out / 'labels.csv').write_text((out / 'labels.csv').read_text()[:-7])  # a torn last row
-    write_dataset(out, 60, seed=1, format='array', cfg=cfg, shard_size=20, workers=1, progress=False)
+    write_dataset(out, 60, seed=1, kind='array', cfg=cfg, shard_size=20, workers=1, progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     with pytest.raises(ValueError, match='refusing to mix'):
-        write_dataset(out, 60, seed=1, format='array', cfg=GeneratorConfig(p_empty=0.5), shard_size=20, progress=False)
+        write_dataset(out, 60, seed=1, kind='array', cfg=GeneratorConfig(p_empty=0.5), shard_size=20, progress=False)
 
 
 def _detector(tmp_path, p_chirp_logit: float):

@@ -20,7 +20,7 @@ def run(*args):
 
 @pytest.fixture(scope='module')
 def figs(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp('figs') / 'd', 12, seed=77, format='png', workers=1, progress=False)
+    return write_dataset(tmp_path_factory.mktemp('figs') / 'd', 12, seed=77, kind='figure', workers=1, progress=False)
 
 
 def test_evaluate_json_contract(figs):
@@ -86,7 +86,7 @@ def test_full_localizer_type_and_duration(tmp_path):
     model, history = train(synthetic=64, out_dir=tmp_path / 'run', backbone='vit-micro', targets=targets, epochs=1,
                            batch_size=16, progress=False)
     assert np.isfinite(history.test_loss).all() and 'r_Chirp_Type' in history
-    folder = write_dataset(tmp_path / 'arr', 20, seed=3, format='array', progress=False)
+    folder = write_dataset(tmp_path / 'arr', 20, seed=3, kind='array', progress=False)
     report, table = evaluate_localizer(tmp_path / 'run', folder)
     assert set(report['targets']['Chirp_Type']) == {'accuracy'} and 0 <= report['targets']['Chirp_Type']['accuracy'] <= 1
     assert set(report['targets']['Chirp_Duration']) == {'pearson_r', 'mae', 'rmse', 'median_ae', 'p95_ae'}
@@ -107,7 +107,7 @@ def test_default_model_says_no_chirp_on_noise(tmp_path):
     "The shipped model is a detector: on a chirp-free ChirpLoc100K figure it says so; on a chirp it gives duration and type."
     import pandas as pd
     from chirploc.generate import GeneratorConfig
-    folder = write_dataset(tmp_path / 'mixed', 4, seed=1, format='png', cfg=GeneratorConfig(p_empty=0.5), workers=1, progress=False)
+    folder = write_dataset(tmp_path / 'mixed', 4, seed=1, kind='figure', cfg=GeneratorConfig(p_empty=0.5), workers=1, progress=False)
     assert pd.read_csv(folder / 'labels.csv').Chirp_Present.tolist() == [1, 0, 0, 1]  # the README's quick-start example
     p = run('predict', str(folder / 'spectrogram_1.png'), str(folder / 'spectrogram_3.png'), str(folder / 'spectrogram_4.png'))
     assert p.returncode == 0, p.stderr
@@ -147,7 +147,7 @@ def test_refine_searches_from_the_heatmap_candidates(tmp_path):
 def test_evaluate_refined_beside_the_model(tmp_path):
     "evaluate --refine: the model's numbers unchanged, the refined ones (with the candidates' reading in their time) apart."
     from chirploc.evaluate import evaluate_localizer
-    folder = write_dataset(tmp_path / 'arr', 12, seed=5, format='array', progress=False)
+    folder = write_dataset(tmp_path / 'arr', 12, seed=5, kind='array', progress=False)
     plain, _ = evaluate_localizer(None, folder)
     report, table = evaluate_localizer(None, folder, refine_with_likelihood=True)
     assert report['targets'] == plain['targets']

@@ -137,31 +137,31 @@ def dir_bytes(d):
     return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
 
 
-@pytest.mark.parametrize('fmt', ['png', 'array'])
-def test_same_bytes_whatever_the_batching(tmp_path, fmt):
+@pytest.mark.parametrize('kind', ['figure', 'array'])
+def test_same_bytes_whatever_the_batching(tmp_path, kind):
     n = 14
-    kw = dict(shard_size=5) if fmt == 'array' else {}
-    write_dataset(tmp_path / 'a', n, seed=3, format=fmt, workers=1, chunk=3, progress=False, **kw)
-    write_dataset(tmp_path / 'b', n, seed=3, format=fmt, workers=2, chunk=7, progress=False, **kw)
+    kw = dict(shard_size=5) if kind == 'array' else {}
+    write_dataset(tmp_path / 'a', n, seed=3, kind=kind, workers=1, chunk=3, progress=False, **kw)
+    write_dataset(tmp_path / 'b', n, seed=3, kind=kind, workers=2, chunk=7, progress=False, **kw)
     assert dir_bytes(tmp_path / 'a') == dir_bytes(tmp_path / 'b')
-    if fmt == 'array':  # another shard size: other files, the same matrices
-        write_dataset(tmp_path / 'c', n, seed=3, format=fmt, workers=1, shard_size=4, progress=False)
+    if kind == 'array':  # another shard size: other files, the same matrices
+        write_dataset(tmp_path / 'c', n, seed=3, kind=kind, workers=1, shard_size=4, progress=False)
         load = lambda d: np.concatenate([np.load(p) for p in sorted(Path(d).glob('spectrograms_*.npy'))])
         np.testing.assert_array_equal(load(tmp_path / 'a'), load(tmp_path / 'c'))
         np.testing.assert_array_equal(load(tmp_path / 'a'), generate_batch(range(n), seed=3)[0])
 
 
 def test_growing_a_dataset_equals_making_it_whole(tmp_path):
-    write_dataset(tmp_path / 'a', 7, seed=1, format='array', shard_size=3, workers=1, progress=False)
-    write_dataset(tmp_path / 'a', 11, seed=1, format='array', shard_size=3, workers=1, progress=False)
-    write_dataset(tmp_path / 'b', 11, seed=1, format='array', shard_size=3, workers=1, progress=False)
+    write_dataset(tmp_path / 'a', 7, seed=1, kind='array', shard_size=3, workers=1, progress=False)
+    write_dataset(tmp_path / 'a', 11, seed=1, kind='array', shard_size=3, workers=1, progress=False)
+    write_dataset(tmp_path / 'b', 11, seed=1, kind='array', shard_size=3, workers=1, progress=False)
     assert dir_bytes(tmp_path / 'a') == dir_bytes(tmp_path / 'b')
     with pytest.raises(DatasetMismatch, match='already holds 11'):
-        write_dataset(tmp_path / 'a', 5, seed=1, format='array', shard_size=3, progress=False)
+        write_dataset(tmp_path / 'a', 5, seed=1, kind='array', shard_size=3, progress=False)
 
 
-def _cli(out, n, fmt, seed=0, extra=()):
-    return [sys.executable, '-m', 'chirploc.cli', 'generate', '--n', str(n), '--format', fmt, '--seed', str(seed),
+def _cli(out, n, kind, seed=0, extra=()):
+    return [sys.executable, '-m', 'chirploc.cli', 'generate', '--n', str(n), '--kind', kind, '--seed', str(seed),
             '--out', str(out), '--no-progress', *extra]
 
 
@@ -170,17 +170,17 @@ def _rows(out):
     return max(0, p.read_text().count('\n') - 1) if p.exists() else 0
 
 
-@pytest.mark.parametrize('fmt', ['png', 'array'])
-def test_killed_run_resumes_to_the_same_files(tmp_path, fmt):
+@pytest.mark.parametrize('kind', ['figure', 'array'])
+def test_killed_run_resumes_to_the_same_files(tmp_path, kind):
     "SIGKILL the command line mid-run (before any row, then after 1 and 2 of 3 parts); the rerun's files equal a whole run's."
-    n = 150 if fmt == 'png' else 3000
-    extra = ('--shard_size', '250') if fmt == 'array' else ()
-    subprocess.run(_cli(tmp_path / 'whole', n, fmt, extra=extra), check=True)
+    n = 150 if kind == 'figure' else 3000
+    extra = ('--shard_size', '250') if kind == 'array' else ()
+    subprocess.run(_cli(tmp_path / 'whole', n, kind, extra=extra), check=True)
     want = dir_bytes(tmp_path / 'whole')
     out = tmp_path / 'killed'
     partial = []
     for target in (0, n // 3, 2 * n // 3):
-        p = subprocess.Popen(_cli(out, n, fmt, extra=extra), start_new_session=True)
+        p = subprocess.Popen(_cli(out, n, kind, extra=extra), start_new_session=True)
         t0 = time.time()
         while p.poll() is None and time.time() - t0 < 120:
             if (target == 0 and time.time() - t0 > 0.5) or (target and _rows(out) >= target): break
@@ -189,10 +189,10 @@ def test_killed_run_resumes_to_the_same_files(tmp_path, fmt):
         p.wait()
         rows = _rows(out)
         partial.append(rows)
-        if fmt == 'png':  # at every moment each labels row has its image
+        if kind == 'figure':  # at every moment each labels row has its image
             assert all((out / f'spectrogram_{i}.png').exists() for i in range(1, rows + 1))
     assert any(0 < r < n for r in partial), partial  # the kills did land mid-run
-    subprocess.run(_cli(out, n, fmt, extra=extra), check=True)
+    subprocess.run(_cli(out, n, kind, extra=extra), check=True)
     got = dir_bytes(out)
     assert got.keys() == want.keys(), set(got) ^ set(want)
     assert got == want
@@ -200,7 +200,7 @@ def test_killed_run_resumes_to_the_same_files(tmp_path, fmt):
 
 
 def test_cli_reports_errors_in_one_line(tmp_path):
-    write_dataset(tmp_path / 'd', 2, seed=0, format='array', shard_size=2, workers=1, progress=False)
+    write_dataset(tmp_path / 'd', 2, seed=0, kind='array', shard_size=2, workers=1, progress=False)
     p = subprocess.run(_cli(tmp_path / 'd', 2, 'array', seed=4), capture_output=True, text=True)
     assert p.returncode != 0 and 'refusing to mix datasets' in p.stderr and 'Traceback' not in p.stderr
     p = subprocess.run(_cli(tmp_path / 'e', 2, 'jpeg'), capture_output=True, text=True)
@@ -209,8 +209,8 @@ def test_cli_reports_errors_in_one_line(tmp_path):
 
 def test_resume_removes_a_killed_writers_temporary(tmp_path):
     "A run SIGKILLed inside atomic_write leaves `.NAME.PID.tmp`; the rerun removes it, so the folder equals a whole run's."
-    write_dataset(tmp_path / 'whole', 6, seed=0, format='array', shard_size=3, progress=False)
-    write_dataset(tmp_path / 'killed', 6, seed=0, format='array', shard_size=3, progress=False)
+    write_dataset(tmp_path / 'whole', 6, seed=0, kind='array', shard_size=3, progress=False)
+    write_dataset(tmp_path / 'killed', 6, seed=0, kind='array', shard_size=3, progress=False)
     (tmp_path / 'killed' / '.spectrograms_00000.npy.999999999.tmp').write_bytes(b'half')   # no such process
-    write_dataset(tmp_path / 'killed', 6, seed=0, format='array', shard_size=3, progress=False)
+    write_dataset(tmp_path / 'killed', 6, seed=0, kind='array', shard_size=3, progress=False)
     assert dir_bytes(tmp_path / 'killed') == dir_bytes(tmp_path / 'whole')

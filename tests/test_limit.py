@@ -52,7 +52,7 @@ def test_exact_bins_from_a_perturbed_start():
 
 
 def test_figures(tmp_path):
-    src = open_source(write_dataset(tmp_path / 'png', 4, seed=8, format='png', progress=False))
+    src = open_source(write_dataset(tmp_path / 'png', 4, seed=8, kind='figure', progress=False))
     V = np.stack([src.matrix(i) for i in range(4)])
     out = LimitEstimator(kind='figure')(V, truth=src.labels, progress=False)
     assert (out.objective <= out.true_objective * (1 + 1e-9)).all()            # no search failure
@@ -63,7 +63,7 @@ def test_figures(tmp_path):
 
 
 def test_evaluate_limit_reports_like_the_tracker(tmp_path):
-    folder = write_dataset(tmp_path / 'arr', 60, seed=2, format='array', progress=False)
+    folder = write_dataset(tmp_path / 'arr', 60, seed=2, kind='array', progress=False)
     report, table = evaluate_limit(folder, 'test', progress=False)
     assert set(report) >= {'targets', 'inference', 'search'}
     assert report['inference']['images'] == 12 and report['search']['n'] == 12

@@ -126,16 +126,16 @@ def test_fresh_samples(tmp_path):
     assert json.loads((tmp_path / 'a' / 'data.json').read_text())['n_train'] == 40
     # a PNG folder has no generator seed to draw fresh samples from: refused, naming the folder
     from chirploc.generate import write_dataset
-    png = write_dataset(tmp_path / 'png', 10, seed=1, format='png', progress=False, workers=1)
+    png = write_dataset(tmp_path / 'png', 10, seed=1, kind='figure', progress=False, workers=1)
     with pytest.raises(ValueError, match=r'needs synthetic data.*png'):
         make_datasets(data=png, fresh_samples=True)
 
 
 def test_folders_png_and_array(tmp_path):
     from chirploc.generate import write_dataset
-    arr1 = write_dataset(tmp_path / 'arr1', 30, seed=1, format='array', progress=False, workers=1)
-    arr2 = write_dataset(tmp_path / 'arr2', 20, seed=2, format='array', progress=False, workers=1)
-    png = write_dataset(tmp_path / 'png', 10, seed=1, format='png', progress=False, workers=1)
+    arr1 = write_dataset(tmp_path / 'arr1', 30, seed=1, kind='array', progress=False, workers=1)
+    arr2 = write_dataset(tmp_path / 'arr2', 20, seed=2, kind='array', progress=False, workers=1)
+    png = write_dataset(tmp_path / 'png', 10, seed=1, kind='figure', progress=False, workers=1)
     # several folders: each split by the paper's rule, parts concatenated, statistics over all labels
     tr_ds, te_ds, scaler = make_datasets([arr1, arr2], input_format='matrix')
     assert (len(tr_ds), len(te_ds)) == (24 + 16, 6 + 4)
