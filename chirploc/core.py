@@ -45,12 +45,14 @@ def atomic_write(path, data, fsync: bool = True) -> Path:
     return Path(path)
 
 def _running(pid: int) -> bool:
-    "Whether process `pid` exists (where that cannot be asked safely, as on Windows: assumed so)."
+    "Whether process `pid` is alive: it exists and is not a zombie (killed, not yet reaped); assumed so where it cannot be asked."
     if os.name == 'nt': return True
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except PermissionError: return True
-    return True
+    try: state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]  # Linux: the field after the name
+    except (OSError, IndexError): return True
+    return state not in ('Z', 'X')
 
 def remove_stale_temps(folder) -> list:
     "Remove the temporaries (`.NAME.PID.tmp`) that `atomic_path` writers killed mid-write left in `folder`, those whose process is gone; their names."
