@@ -629,8 +629,7 @@ def evaluate_limit(data, split: str = 'test', limit: int | None = None, estimato
                    treatment: str = 'auto', targets=LIMIT_TARGETS, progress: bool = True) -> tuple[dict, pd.DataFrame]:
     "(report, prediction table) of the maximum-likelihood localizer on a dataset folder's `split`, as `evaluate_tracker` gives them."
     src = open_source(data)
-    kind = src.kind
-    est = estimator or LimitEstimator(src.cfg, kind=kind, treatment=treatment)
+    est = estimator or LimitEstimator(src.cfg, kind=src.kind, treatment=treatment)
     idx = split_indices(len(src), split, limit)
     S = np.stack([src.matrix(int(i)) for i in idx])
     labels = src.labels.iloc[idx]

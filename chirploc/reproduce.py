@@ -35,7 +35,7 @@ from .train import TrainConfig, find_checkpoint, load_checkpoint, pick_device, t
 
 # %% auto #0
 __all__ = ['FULL_TARGETS', 'PRESETS', 'PRESET_ALIASES', 'OPTION_NAMES', 'BASELINE_TABLES', 'DETECTION_KEYS', 'RESULT_KEYS',
-           'STAGES', 'TOLERANCES', 'RELATIVE', 'HIGHER_IS_BETTER', 'ReproConfig', 'reproduce_config',
+           'STAGES', 'TOLERANCES', 'RELATIVE', 'HIGHER_IS_BETTER', 'ReproConfig', 'current_options', 'reproduce_config',
            'reproduce_command', 'Paused', 'resolve_backbone', 'describe_backbone', 'prepare_data', 'train_model',
            'evaluate_model', 'run_baselines', 'refined_report', 'detection_thresholds', 'check_on_figures',
            'data_fingerprint', 'read_run', 'build_results', 'check_results', 'read_results', 'run_label', 'reproduce',
@@ -103,14 +103,18 @@ OPTION_NAMES = tuple(f.name for f in fields(ReproConfig))  # the papermill param
 
 _OLD_OPTIONS = {'data_format': 'kind'}  # settings renamed since records were made: old name -> new
 
+def current_options(d: dict) -> dict:
+    "Settings `d` (a record's, or overrides) as this version names them: renamed keys (data_format -> kind), old values ('png' -> 'figure')."
+    d = {_OLD_OPTIONS.get(k, k): v for k, v in d.items()}
+    if d.get('kind') is not None: d['kind'] = data_kind(d['kind'], 'kind')
+    return d
+
 def reproduce_config(preset: str = 'smoke', **overrides) -> ReproConfig:
     "The `preset`'s recipe with every override that is not None applied; its folders default to runs/{preset}(/report)."
     preset = PRESET_ALIASES.get(preset, preset)
     if preset not in PRESETS: raise ValueError(f"preset {preset!r} is unknown: {', '.join(PRESETS)}")
     d = dict(PRESETS[preset], preset=preset, out_dir=f'runs/{preset}/report', work_dir=f'runs/{preset}')
-    overrides = {_OLD_OPTIONS.get(k, k): v for k, v in overrides.items()}  # a record made before a rename
-    if overrides.get('kind') is not None: overrides['kind'] = data_kind(overrides['kind'], 'kind')
-    d.update({k: coerce_option(ReproConfig, k, v) for k, v in overrides.items() if v is not None})
+    d.update({k: coerce_option(ReproConfig, k, v) for k, v in current_options(overrides).items() if v is not None})
     return ReproConfig.from_dict(d)
 
 def reproduce_command(cfg: ReproConfig) -> str:

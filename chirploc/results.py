@@ -17,10 +17,9 @@ import pandas as pd
 
 from .core import cli_error, git_commit, save_figure
 from .figures import PAPER, TARGET_NAMES, fig_seed_spread, markdown_table
-from .generate import data_kind
 from .labels import DEFAULT_TARGETS, TARGET_UNITS
 from .model import CLASS_TARGETS, PAPER_BACKBONE
-from .reproduce import FULL_TARGETS, OPTION_NAMES, read_results, reproduce, reproduce_config
+from .reproduce import FULL_TARGETS, OPTION_NAMES, current_options, read_results, reproduce, reproduce_config
 
 # %% auto #0
 __all__ = ['FRONT_ROWS', 'recipe_groups', 'results_table', 'update_readme', 'front_column', 'front_table', 'results_cli']
@@ -67,17 +66,12 @@ def _metric_rows(reports: list, prefix: str = '') -> dict:
     return c
 
 # %% ../nbs/07b_results.ipynb #07bc15
-def _data_kind(r: dict) -> str:
-    "What a run trained on, 'figure' or 'array' (records made before the rename say `data_format`, 'png' for figures)."
-    c = r.get('config') or {}
-    return data_kind(c.get('kind', c.get('data_format', 'array')))
-
 def _run_column(runs: list) -> dict:
     "A column of the results table for one run, or for runs of one recipe with different seeds (mean ± sd)."
     r0 = runs[0]
     per = lambda key: [r.get(key) for r in runs]
     c = {'backbone': r0['backbone'], 'data (train / test)': f"{r0['n_train']:,} / {r0['n_test']:,} "
-         + ('figures' if _data_kind(r0) == 'figure' else 'matrices'),
+         + ('figures' if current_options(r0.get('config') or {}).get('kind') == 'figure' else 'matrices'),
          'device': r0.get('device_name') or r0['device'],
          'epochs run (kept)': ', '.join(sorted({f"{r['epochs_run']} ({r.get('kept_epoch', r['best_epoch'])})" for r in runs})),
          'training time': _stat([r['train_seconds'] / 60 for r in runs], '.1f') + ' min',
@@ -131,7 +125,7 @@ _NOT_RECIPE = ('seed', 'out_dir', 'work_dir', 'progress', 'device', 'workers', '
 def _recipe_settings(r: dict) -> dict:
     "The settings that make a run's recipe: the preset's with the run's applied, less the seed, the folders and what only"
     "changes the evaluation (settings a run records none of take the preset's value)."
-    stored = r.get('config') or {}
+    stored = current_options(r.get('config') or {})   # a record's old names as this version's
     try: cfg = asdict(reproduce_config(r['preset'], **{k: v for k, v in stored.items() if k in OPTION_NAMES and k != 'preset'}))
     except (ValueError, TypeError, KeyError): cfg = dict(stored)   # a preset this version no longer has
     return {k: v for k, v in cfg.items() if k not in _NOT_RECIPE}
