@@ -12,7 +12,8 @@ import pandas as pd
 
 from .generate import PRESENCE
 from .bins import BIN_COLUMNS, bins_from_labels
-from .limit import LimitEstimator, pair_seeds
+from .likelihood import pair_seeds
+from .limit import LimitEstimator
 
 # %% auto #0
 __all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_METHOD', 'GATE_REASONS', 'off_ridge', 'uncertain', 'refine_states', 'refine']

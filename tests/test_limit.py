@@ -1,5 +1,5 @@
 """The maximum-likelihood localizer (05d_limit) and the bins (01b_bins): edge cases of the posterior labels, the search from
-a perturbed start, figures, bad input. (Undoing the smoothing and the rendered shapes are checked in 05d itself.)"""
+a perturbed start, figures, bad input. (Undoing the smoothing and the rendered shapes are checked in 05d_likelihood itself.)"""
 import numpy as np
 import pandas as pd
 import pytest
