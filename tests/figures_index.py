@@ -126,6 +126,7 @@ def heading(folder: Path) -> str:
 
 def recipe(r: dict, extra: tuple = ()) -> str:
     "backbone, epochs, fresh or fixed training samples; and the `extra` config fields (those that differ in a preset)."
+    if isinstance(r.get('recipe'), str): return r['recipe']     # a measurement's record that says what it trained
     c = r.get('config') or {}
     parts = [str(c.get('backbone', r.get('backbone', '?'))), f'{c.get("epochs", r.get("epochs_run", "?"))} epochs']
     # records older than the option hold no fresh_samples: they trained on one fixed set
