@@ -206,30 +206,37 @@ class HybridDenoiser(torch.nn.Module):
         return self.out(h).view(B, n, n, 16, 16).permute(0, 1, 3, 2, 4).reshape(B, 1, 16 * n, 16 * n)
 
 
-def stage_hybrid_denoise(work, a):
+def stage_hybrid_denoise(work, a, weighted: bool = False):
     "The hybrid pretrained without labels: from the noisy matrix to the generator's clean ridge image (its own samples,"
     "mixed chirps, seed 7 from index 700,000), the smoke recipe's optimizer; returns the localizer (stem + ViT) and a record."
-    f = work / 'hybrid_denoise.pt'
+    "`weighted`: each image's ridge pixels (above 0.1 of its peak) weigh as much in the squared error as all the rest, so"
+    "that an empty prediction cannot be the easy minimum."
+    f = work / ('hybrid_denoise_weighted.pt' if weighted else 'hybrid_denoise.pt')
     m = HybridDenoiser()
     if f.exists():
         s = torch.load(f, weights_only=True); m.load_state_dict(s['state']); return m.loc, s['record']
-    log(f'hybrid-denoise: {a.n_pre_hybrid} unlabeled matrices, {a.hybrid_denoise_steps} steps of {a.hybrid_bs}')
+    log(f'hybrid-denoise{" (ridge-weighted)" if weighted else ""}: {a.n_pre_hybrid} unlabeled matrices, {a.hybrid_denoise_steps} steps of {a.hybrid_bs}')
     pre = make_set(range(700_000, 700_000 + a.n_pre_hybrid), clean=True)
     x, c = pre['x'], pre['clean'].float()
     c = c / c.amax(dim=(1, 2, 3), keepdim=True)                        # each clean ridge scaled to a peak of 1
+    if weighted:
+        on = (c > 0.1).float(); n_on = on.sum((1, 2, 3), keepdim=True); n = on[0].numel()
+        wt = 0.5 * n * (on / n_on + (1 - on) / (n - n_on))             # mean 1 per image; half the weight on the ridge
+    else: wt = torch.ones(1)
+    wloss = lambda p, j: (wt[j] if weighted else 1.0) * (p - c[j]) ** 2
     opt = torch.optim.AdamW(m.parameters(), lr=a.hybrid_lr, weight_decay=a.hybrid_wd)
     bs, steps = min(a.hybrid_bs, len(x)), a.hybrid_denoise_steps
     sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.hybrid_lr, total_steps=steps, pct_start=a.hybrid_warmup)
-    base, g, hist, step, t0 = float((c ** 2).mean()), torch.Generator().manual_seed(0), [], 0, time.perf_counter()
+    base, g, hist, step, t0 = float(((wt if weighted else 1.0) * c ** 2).mean()), torch.Generator().manual_seed(0), [], 0, time.perf_counter()
     while step < steps:
         perm = torch.randperm(len(x), generator=g)
         for k in range(len(x) // bs):
             if step >= steps: break
             j = perm[k * bs:(k + 1) * bs]
-            loss = torch.nn.functional.mse_loss(m(x[j].float()), c[j])
+            loss = wloss(m(x[j].float()), j).mean()
             opt.zero_grad(); loss.backward(); opt.step(); sch.step(); step += 1
             if step % 20 == 0 or step == steps: hist.append([step, loss.item() / base]); log(f'  step {step}: loss / empty {hist[-1][1]:.3f}')
-    rec = dict(steps=step, batch_size=bs, n=len(x), seconds=time.perf_counter() - t0, history=hist, loss_last=hist[-1][1])
+    rec = dict(weighted=weighted, steps=step, batch_size=bs, n=len(x), seconds=time.perf_counter() - t0, history=hist, loss_last=hist[-1][1])
     torch.save(dict(state=m.state_dict(), record=rec), f)
     return m.loc, rec
 
@@ -253,7 +260,7 @@ def stage_probe(d, backbones, a):
     return out
 
 
-def lora_arm(d, state, *, trained, lora, pooling, lr, epochs, seed=0, backbone='trained'):
+def lora_arm(d, state, *, trained, lora, pooling, lr, epochs, seed=0, backbone='trained', full=False):
     "The paper's adaptation on the exponential chirps: stem frozen, backbone frozen (+ LoRA r 8 on query and value), a fresh head."
     sc = LabelScaler.fit(d['exp_train']['labels'], TARGETS)             # standardized on the new task's own labels
     m = hybrid_model(pooling, sc)
@@ -261,16 +268,18 @@ def lora_arm(d, state, *, trained, lora, pooling, lr, epochs, seed=0, backbone='
         own = {k: v for k, v in state.items() if k.startswith(('stem.', 'backbone.'))}
         missing = m.load_state_dict(own, strict=False)
         assert not [k for k in missing.missing_keys if k.startswith(('stem.', 'backbone.'))], missing
-    for p in list(m.stem.parameters()) + list(m.backbone.parameters()): p.requires_grad_(False)
+    if not full:                                                      # full: every weight trains (fine-tuning, or from scratch)
+        for p in list(m.stem.parameters()) + list(m.backbone.parameters()): p.requires_grad_(False)
     if lora:
         m.config.use_lora = True
         m.backbone = apply_lora(m.backbone, m.config)                  # chirploc.model's own LoRA: peft, r 8, alpha 16
     trainable = [p for p in m.parameters() if p.requires_grad]
     n_train = sum(p.numel() for p in trainable)
     t0 = time.perf_counter()
-    losses = run_epochs(m, trainable, d['exp_train']['x'], y_of(d['exp_train'], sc), epochs, lr, frozen=(m.stem,), seed=seed)
+    losses = run_epochs(m, trainable, d['exp_train']['x'], y_of(d['exp_train'], sc), epochs, lr,
+                        frozen=() if full else (m.stem,), seed=seed)
     res = test(m, d['exp_test']['x'], y_of(d['exp_test'], sc))
-    return dict(trained_backbone=trained, backbone=backbone if trained else 'random', lora=lora, pooling=pooling, lr=lr, epochs=epochs, trainable=n_train,
+    return dict(trained_backbone=trained, backbone=backbone if trained else 'random', lora=lora, full=full, pooling=pooling, lr=lr, epochs=epochs, trainable=n_train,
                 train_losses=losses, seconds=round(time.perf_counter() - t0, 1), **res)
 
 
@@ -289,12 +298,20 @@ DENOISED_ARMS = {  # the same adaptation on the hybrid pretrained without labels
     'denoised hybrid frozen, soft head only, lr 1e-3': dict(trained=True, lora=False, pooling='soft', lr=1e-3, backbone='denoised'),
     'denoised hybrid + LoRA, cls, lr 1e-3': dict(trained=True, lora=True, pooling='cls', lr=1e-3, backbone='denoised'),
 }
+LONG_ARMS = {  # on the ridge-weighted denoiser, 10 epochs (940 steps): LoRA against the head alone, full fine-tuning of
+    # the same backbone, and the same architecture trained from scratch on the same 3,000 chirps
+    'ridge-weighted denoised hybrid + LoRA, soft head, lr 1e-3, 10 epochs': dict(trained=True, lora=True, pooling='soft', lr=1e-3),
+    'ridge-weighted denoised hybrid frozen, soft head only, lr 1e-3, 10 epochs': dict(trained=True, lora=False, pooling='soft', lr=1e-3),
+    'ridge-weighted denoised hybrid + LoRA, cls, lr 1e-3, 10 epochs': dict(trained=True, lora=True, pooling='cls', lr=1e-3),
+    'ridge-weighted denoised hybrid, full fine-tuning, soft head, lr 1e-3, 10 epochs': dict(trained=True, lora=False, pooling='soft', lr=1e-3, full=True),
+    'hybrid from scratch, soft head, lr 1e-3, 10 epochs': dict(trained=False, lora=False, pooling='soft', lr=1e-3, full=True),
+}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--work', default='runs/probe'); p.add_argument('--out', default='figures/probe')
-    p.add_argument('--only', nargs='*', default=None, help='stages to (re)run among probe, lora, hybrid-denoise (the others are cached)')
+    p.add_argument('--only', nargs='*', default=None, help='stages to (re)run among probe, lora, hybrid-denoise, hybrid-denoise-weighted (the others are cached)')
     p.add_argument('--n_probe', type=int, default=2000); p.add_argument('--n_probe_test', type=int, default=1000)
     p.add_argument('--n_hybrid', type=int, default=30000); p.add_argument('--hybrid_epochs', type=int, default=3)
     # the known-good backbone is trained with the smoke preset's recipe (07_reproduce: r 0.97 from scratch); the first
@@ -302,6 +319,7 @@ def main(argv=None):
     p.add_argument('--hybrid_bs', type=int, default=128); p.add_argument('--hybrid_lr', type=float, default=1e-3)
     p.add_argument('--hybrid_wd', type=float, default=0.05); p.add_argument('--hybrid_warmup', type=float, default=0.15)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--long_epochs', type=int, default=10, help='epochs of the longer arms on the ridge-weighted denoiser (0: none)')
     p.add_argument('--n_pre_hybrid', type=int, default=20000); p.add_argument('--hybrid_denoise_steps', type=int, default=700)
     p.add_argument('--n_lora', type=int, default=3000); p.add_argument('--n_lora_test', type=int, default=1000)
     p.add_argument('--lora_epochs', type=int, default=2)
@@ -344,15 +362,24 @@ def main(argv=None):
             log('lora', name)
             results['lora'][name] = lora_arm(d, hyb['state'], epochs=a.lora_epochs, **ARMS[name]); save()
             log('  ', results['lora'][name]['loss'], np.round(results['lora'][name]['r'], 3))
-    if a.only is None or 'hybrid-denoise' in a.only:
-        den_h, results['hybrid_denoise'] = stage_hybrid_denoise(work, a); save()
-        name = 'hybrid, denoising (clean ridge)'
+    for stage, weighted in (('hybrid-denoise', False), ('hybrid-denoise-weighted', True)):
+        if not (a.only is None or stage in a.only): continue
+        key, tag = ('hybrid_denoise_weighted', ', ridge-weighted') if weighted else ('hybrid_denoise', '')
+        den_h, results[key] = stage_hybrid_denoise(work, a, weighted); save()
+        name = f'hybrid, denoising (clean ridge{tag})'
         results.setdefault('probe', {})[name] = stage_probe(d, {name: den_h}, a)[name]; save()
         log('probe', name, {k: np.round(v['r'], 3) for k, v in results['probe'][name].items()})
         for arm, kw in DENOISED_ARMS.items():
+            arm = arm.replace('denoised hybrid', 'ridge-weighted denoised hybrid') if weighted else arm
             log('lora', arm)
             results.setdefault('lora', {})[arm] = lora_arm(d, den_h.state_dict(), epochs=a.lora_epochs, **kw); save()
             log('  ', results['lora'][arm]['loss'], np.round(results['lora'][arm]['r'], 3))
+        if weighted and a.long_epochs:
+            for arm, kw in LONG_ARMS.items():
+                arm = arm.replace('10 epochs', f'{a.long_epochs} epochs')
+                log('lora', arm)
+                results['lora'][arm] = lora_arm(d, den_h.state_dict(), epochs=a.long_epochs, backbone='ridge-weighted denoised', **kw)
+                save(); log('  ', results['lora'][arm]['loss'], np.round(results['lora'][arm]['r'], 3))
     results['settings']['arms'] = list(results.get('lora', {}))      # every arm the record holds, from whichever run
     save()
     if 'probe' in results: fig_probe(results).savefig(out / 'probe.png', dpi=120)

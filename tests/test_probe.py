@@ -38,7 +38,7 @@ def test_measure_script_runs(tmp_path):
     cmd = [sys.executable, 'tests/measure_probe.py', '--work', str(tmp_path / 'w'), '--out', str(tmp_path / 'o'),
            '--n_probe', '40', '--n_probe_test', '20', '--n_hybrid', '32', '--hybrid_epochs', '1', '--n_lora', '32',
            '--n_lora_test', '20', '--lora_epochs', '1', '--n_pre', '64', '--mae_steps', '1', '--denoise_steps', '1',
-           '--n_pre_hybrid', '32', '--hybrid_denoise_steps', '2',
+           '--n_pre_hybrid', '32', '--hybrid_denoise_steps', '2', '--long_epochs', '1',
            '--arms', 'trained hybrid + LoRA, cls, lr 1e-4 (paper)']
     subprocess.run(cmd, check=True, capture_output=True)
     r = json.loads((tmp_path / 'o' / 'results.json').read_text())
@@ -51,4 +51,5 @@ def test_measure_script_runs(tmp_path):
     r2 = json.loads((tmp_path / 'o' / 'results.json').read_text())
     assert '--only' not in r2['command'] and r2['probe']['pixels'] == r['probe']['pixels']
     assert r2['hybrid_denoise']['steps'] == 2 and 'hybrid, denoising (clean ridge)' in r2['probe']
+    assert r2['hybrid_denoise_weighted']['weighted'] and 'hybrid, denoising (clean ridge, ridge-weighted)' in r2['probe']
     assert r2['lora']['denoised hybrid + LoRA, soft head, lr 1e-3']['backbone'] == 'denoised'
