@@ -148,6 +148,12 @@ def stage_mae(work, d, a):
                               history=h[['step', 'loss']].values.tolist())
 
 
+def tokens_to_image(y: torch.Tensor, p: int) -> torch.Tensor:
+    "Per-token patches (B, L, p * p), tokens row by row on an n x n grid, as the image (B, 1, n p, n p) they tile."
+    B, L, _ = y.shape; n = int(L ** 0.5)
+    return y.view(B, n, n, p, p).permute(0, 1, 3, 2, 4).reshape(B, 1, n * p, n * p)
+
+
 class Denoiser(torch.nn.Module):
     "A vit-tiny encoder and a linear map from each patch token to that patch of the clean ridge image."
     def __init__(self):
@@ -158,36 +164,7 @@ class Denoiser(torch.nn.Module):
         self.p = self.vit.config.patch_size
         self.out = torch.nn.Linear(self.vit.config.hidden_size, self.p * self.p)
     def forward(self, x):
-        h = self.vit(pixel_values=x).last_hidden_state[:, 1:]         # (B, L, width), patches row by row
-        B, L, _ = h.shape; n = int(L ** 0.5)
-        y = self.out(h).view(B, n, n, self.p, self.p).permute(0, 1, 3, 2, 4)
-        return y.reshape(B, 1, n * self.p, n * self.p)
-
-
-def stage_denoise(work, d, a):
-    f = work / 'denoise.pt'
-    m = Denoiser()
-    if f.exists():
-        s = torch.load(f, weights_only=True); m.load_state_dict(s['state']); return m, s['record']
-    log('denoise')
-    x, c = d['pre']['x'], d['pre']['clean']
-    c = c.float() / c.float().amax(dim=(1, 2, 3), keepdim=True)       # each clean ridge scaled to a peak of 1
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)
-    bs, g, hist = 64, torch.Generator().manual_seed(0), []
-    sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=a.denoise_steps, pct_start=0.1)
-    base = float((c ** 2).mean())                                      # the loss of predicting an empty image
-    t0, step = time.perf_counter(), 0
-    while step < a.denoise_steps:
-        perm = torch.randperm(len(x), generator=g)
-        for k in range(len(x) // bs):
-            if step >= a.denoise_steps: break
-            j = perm[k * bs:(k + 1) * bs]
-            loss = torch.nn.functional.mse_loss(m(x[j].float()), c[j])
-            opt.zero_grad(); loss.backward(); opt.step(); sch.step(); step += 1
-            if step % 20 == 0 or step == a.denoise_steps: hist.append([step, loss.item() / base]); log(f'  step {step}: loss / empty {hist[-1][1]:.3f}')
-    rec = dict(steps=step, batch_size=bs, seconds=time.perf_counter() - t0, history=hist, loss_last=hist[-1][1])
-    torch.save(dict(state=m.state_dict(), record=rec), f)
-    return m, rec
+        return tokens_to_image(self.out(self.vit(pixel_values=x).last_hidden_state[:, 1:]), self.p)
 
 
 class HybridDenoiser(torch.nn.Module):
@@ -201,42 +178,58 @@ class HybridDenoiser(torch.nn.Module):
         from chirploc.model import add_coords
         b = self.loc.fit_input(x)
         if self.loc.config.coords: b = add_coords(b)
-        h = self.loc.backbone(pixel_values=self.loc.stem(b)).last_hidden_state[:, 1:]   # (B, 64, width), row by row
-        B, L, _ = h.shape; n = int(L ** 0.5)
-        return self.out(h).view(B, n, n, 16, 16).permute(0, 1, 3, 2, 4).reshape(B, 1, 16 * n, 16 * n)
+        return tokens_to_image(self.out(self.loc.backbone(pixel_values=self.loc.stem(b)).last_hidden_state[:, 1:]), 16)
+
+
+def fit_denoiser(m, x, clean, steps, bs, lr, weight_decay, warmup, weighted=False) -> dict:
+    "Train denoiser `m` from the noisy matrices x to their clean ridge images (each scaled to a peak of 1) by a squared"
+    "error, one-cycle AdamW; its record, the loss logged as a share of an empty prediction's. `weighted`: each image's"
+    "ridge pixels (above 0.1 of its peak) weigh as much as all the rest, so that an empty prediction is no easy minimum."
+    c = clean.float() / clean.float().amax(dim=(1, 2, 3), keepdim=True)
+    wt = torch.ones(1)
+    if weighted:
+        on = (c > 0.1).float(); n_on = on.sum((1, 2, 3), keepdim=True); n = on[0].numel()
+        wt = 0.5 * n * (on / n_on + (1 - on) / (n - n_on))             # mean 1 per image; half the weight on the ridge
+    opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=weight_decay)
+    bs = min(bs, len(x))
+    sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup)
+    base = float((wt * c ** 2).mean())                                 # the loss of predicting an empty image
+    g, hist, step, t0 = torch.Generator().manual_seed(0), [], 0, time.perf_counter()
+    while step < steps:
+        perm = torch.randperm(len(x), generator=g)
+        for k in range(len(x) // bs):
+            if step >= steps: break
+            j = perm[k * bs:(k + 1) * bs]
+            loss = ((wt[j] if weighted else wt) * (m(x[j].float()) - c[j]) ** 2).mean()
+            opt.zero_grad(); loss.backward(); opt.step(); sch.step(); step += 1
+            if step % 20 == 0 or step == steps: hist.append([step, loss.item() / base]); log(f'  step {step}: loss / empty {hist[-1][1]:.3f}')
+    return dict(steps=step, batch_size=bs, seconds=time.perf_counter() - t0, history=hist, loss_last=hist[-1][1])
+
+
+def stage_denoise(work, d, a):
+    f = work / 'denoise.pt'
+    m = Denoiser()
+    if f.exists():
+        s = torch.load(f, weights_only=True); m.load_state_dict(s['state']); return m, s['record']
+    log('denoise')
+    rec = fit_denoiser(m, d['pre']['x'], d['pre']['clean'], a.denoise_steps, 64, 1e-3, 0.05, 0.1)
+    torch.save(dict(state=m.state_dict(), record=rec), f)
+    return m, rec
 
 
 def stage_hybrid_denoise(work, a, weighted: bool = False):
     "The hybrid pretrained without labels: from the noisy matrix to the generator's clean ridge image (its own samples,"
-    "mixed chirps, seed 7 from index 700,000), the smoke recipe's optimizer; returns the localizer (stem + ViT) and a record."
-    "`weighted`: each image's ridge pixels (above 0.1 of its peak) weigh as much in the squared error as all the rest, so"
-    "that an empty prediction cannot be the easy minimum."
+    "mixed chirps, seed 7 from index 700,000), the smoke recipe's optimizer, plain or ridge-`weighted` (`fit_denoiser`);"
+    "returns the localizer (stem + ViT) and a record."
     f = work / ('hybrid_denoise_weighted.pt' if weighted else 'hybrid_denoise.pt')
     m = HybridDenoiser()
     if f.exists():
         s = torch.load(f, weights_only=True); m.load_state_dict(s['state']); return m.loc, s['record']
     log(f'hybrid-denoise{" (ridge-weighted)" if weighted else ""}: {a.n_pre_hybrid} unlabeled matrices, {a.hybrid_denoise_steps} steps of {a.hybrid_bs}')
     pre = make_set(range(700_000, 700_000 + a.n_pre_hybrid), clean=True)
-    x, c = pre['x'], pre['clean'].float()
-    c = c / c.amax(dim=(1, 2, 3), keepdim=True)                        # each clean ridge scaled to a peak of 1
-    if weighted:
-        on = (c > 0.1).float(); n_on = on.sum((1, 2, 3), keepdim=True); n = on[0].numel()
-        wt = 0.5 * n * (on / n_on + (1 - on) / (n - n_on))             # mean 1 per image; half the weight on the ridge
-    else: wt = torch.ones(1)
-    wloss = lambda p, j: (wt[j] if weighted else 1.0) * (p - c[j]) ** 2
-    opt = torch.optim.AdamW(m.parameters(), lr=a.hybrid_lr, weight_decay=a.hybrid_wd)
-    bs, steps = min(a.hybrid_bs, len(x)), a.hybrid_denoise_steps
-    sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.hybrid_lr, total_steps=steps, pct_start=a.hybrid_warmup)
-    base, g, hist, step, t0 = float(((wt if weighted else 1.0) * c ** 2).mean()), torch.Generator().manual_seed(0), [], 0, time.perf_counter()
-    while step < steps:
-        perm = torch.randperm(len(x), generator=g)
-        for k in range(len(x) // bs):
-            if step >= steps: break
-            j = perm[k * bs:(k + 1) * bs]
-            loss = wloss(m(x[j].float()), j).mean()
-            opt.zero_grad(); loss.backward(); opt.step(); sch.step(); step += 1
-            if step % 20 == 0 or step == steps: hist.append([step, loss.item() / base]); log(f'  step {step}: loss / empty {hist[-1][1]:.3f}')
-    rec = dict(weighted=weighted, steps=step, batch_size=bs, n=len(x), seconds=time.perf_counter() - t0, history=hist, loss_last=hist[-1][1])
+    rec = dict(weighted=weighted, n=len(pre['x']),
+               **fit_denoiser(m, pre['x'], pre['clean'], a.hybrid_denoise_steps, a.hybrid_bs, a.hybrid_lr, a.hybrid_wd,
+                              a.hybrid_warmup, weighted))
     torch.save(dict(state=m.state_dict(), record=rec), f)
     return m.loc, rec
 
