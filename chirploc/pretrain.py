@@ -268,9 +268,10 @@ def load_mae(run_dir, device='cpu'):
 
 # %% ../nbs/03b_pretrain.ipynb #03bc018
 def write_backbone(run_dir, model, record: dict) -> Path:
-    "Write `run_dir/backbone/`: the encoder as a ViTModel (`save_pretrained`) and the provenance record beside it."
+    "Write `run_dir/backbone/`: the encoder as a ViTModel (`save_pretrained`; an MAE's is converted first) and the provenance record beside it."
+    from transformers import ViTModel
     folder = Path(run_dir) / BACKBONE
-    vit = mae_to_vit(model)
+    vit = model if isinstance(model, ViTModel) else mae_to_vit(model)
     from transformers.utils import logging as hf_logging
     bars = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
     try: vit.save_pretrained(folder)

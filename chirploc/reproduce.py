@@ -66,6 +66,11 @@ PRESETS = {
     # likelihood refinement beside the limit on the first 1,000 test samples
     'ship': {**_EVERY_TARGET, 'backbone': 'chirploc-heatmap-whitened-rb', 'epochs': 6, 'batch_size': 64, 'lr': 2e-3,
              'weight_decay': 0.01, 'warmup_epochs': 0.1, 'keep': 'last', 'refine': True, 'fresh_samples': True},
+    # the paper's method at CPU scale: vit-tiny pretrained here as a ridge denoiser (03e_denoise), frozen, LoRA + the MLP
+    # head on [CLS]; the paper's schedule and early stopping, at lr 1e-3 (03d_lora: 1e-4 learns too slowly here)
+    'lora': {**_SMOKE, 'backbone': 'denoise:vit-tiny', 'pretrain_steps': 1400, 'pretrain_batch_size': 128, 'pooling': 'cls',
+             'epochs': 10, 'batch_size': 32, 'lr': 1e-3, 'weight_decay': 0.01, 'schedule': 'plateau', 'warmup_epochs': 0.0,
+             'patience': 4},
     # seconds: the whole pipeline for CI, nothing about chirps
     'tiny': {**_SMOKE, 'n_samples': 160, 'backbone': 'vit-micro', 'epochs': 2, 'batch_size': 32, 'weight_decay': 0.01,
              'schedule': 'plateau', 'warmup_epochs': 0.0, 'patience': 4, 'eval_train': None, 'n_figure_check': 4,
@@ -76,11 +81,11 @@ PRESET_ALIASES = {'full': 'every-target'}  # the name records made before the re
 @dataclass
 class ReproConfig(TrainConfig, ModelOptions):
     "Everything a reproduction depends on: the model's options (ModelOptions), the training's (TrainConfig), the data and the outputs."
-    preset: str = option('smoke', 'smoke (CPU), every-target (smoke + duration, type, presence), ship (the default model), paper (GPU) or tiny (seconds, for CI)')
+    preset: str = option('smoke', 'smoke (CPU), every-target (smoke + duration, type, presence), ship (the default model), lora (the paper\'s LoRA, CPU), paper (GPU) or tiny (seconds, for CI)')
     n_samples: int = option(50_000, 'dataset size')
     kind: str = option('array', "'figure' (ChirpLoc100K figures) or 'array' (the 128x128 matrices)")
-    pretrain_steps: int = option(0, 'backbone mae:SHAPE: MAE pretraining steps on the training split before fine-tuning')
-    pretrain_batch_size: int = option(256, 'backbone mae:SHAPE: MAE pretraining batch size')
+    pretrain_steps: int = option(0, 'backbone mae:SHAPE or denoise:SHAPE: pretraining steps on the training split before fine-tuning')
+    pretrain_batch_size: int = option(256, 'backbone mae:SHAPE or denoise:SHAPE: pretraining batch size')
     cache: bool = option(False, 'decode PNG inputs once into a cache')
     eval_train: int | None = option(None, 'evaluate at most this many train samples for Fig. 7 (default: all)')
     n_figure_check: int = option(0, 'also evaluate on this many fresh ChirpLoc100K figures (seed + 1)')
@@ -133,16 +138,23 @@ class Paused(Exception):
     "A stage stopped at its time limit, its progress saved; the same command goes on from there."
 
 def resolve_backbone(cfg: ReproConfig, data=None, reachable=hub_reachable) -> str:
-    "The backbone to fine-tune: the one named, or for `mae:SHAPE` the folder MAE pretraining writes (run here if needed)."
+    "The backbone to fine-tune: the one named, or for `mae:SHAPE` / `denoise:SHAPE` the folder that pretraining writes (run here if needed)."
     b = cfg.backbone
-    if b.startswith('mae:'):
-        if data is None: raise ValueError("backbone mae:SHAPE pretrains on the run's data: give `data`")
-        from chirploc.pretrain import PretrainConfig, pretrain_mae
-        pc = PretrainConfig(vit=b[4:], steps=cfg.pretrain_steps or None, batch_size=cfg.pretrain_batch_size, seed=cfg.seed,
-                            device=cfg.device, amp=cfg.amp if cfg.amp in ('auto', 'bf16', 'off') else 'auto',
-                            workers=cfg.workers or 0, compile=cfg.compile, time_limit=cfg.time_limit, progress=cfg.progress)
-        folder = pretrain_mae(data, Path(cfg.work_dir) / 'mae', pc, resume=True, cache=cfg.cache or None)
-        if folder is None: raise Paused(f"MAE pretraining paused at its time limit in {Path(cfg.work_dir) / 'mae'}")
+    method = b.split(':', 1)[0] if b.startswith(('mae:', 'denoise:')) else None
+    if method:
+        if data is None: raise ValueError(f"backbone {method}:SHAPE pretrains on the run's data: give `data`")
+        run, shape = Path(cfg.work_dir) / method, b.split(':', 1)[1]
+        common = dict(steps=cfg.pretrain_steps or None, batch_size=cfg.pretrain_batch_size, seed=cfg.seed, device=cfg.device,
+                      amp=cfg.amp if cfg.amp in ('auto', 'bf16', 'off') else 'auto', workers=cfg.workers or 0,
+                      time_limit=cfg.time_limit, progress=cfg.progress)
+        if method == 'mae':
+            from chirploc.pretrain import PretrainConfig, pretrain_mae
+            folder = pretrain_mae(data, run, PretrainConfig(vit=shape, compile=cfg.compile, **common), resume=True,
+                                  cache=cfg.cache or None)
+        else:
+            from chirploc.denoise import DenoiseConfig, pretrain_denoise
+            folder = pretrain_denoise(data, run, DenoiseConfig(vit=shape, **common), resume=True)
+        if folder is None: raise Paused(f"{method} pretraining paused at its time limit in {run}")
         return str(folder)
     if b in SCRATCH_CONFIGS or b == 'scratch' or Path(b).expanduser().is_dir(): return b
     if reachable(): return b
@@ -460,7 +472,7 @@ def reproduce_parser() -> argparse.ArgumentParser:
                                 "evaluate, draw every figure, write results.json. Options left out take the preset's value.")
     p.add_argument('--preset', default='smoke', choices=list(PRESETS), help=ReproConfig.__dataclass_fields__['preset'].metadata['help'])
     p.add_argument('--stage', default='all', choices=STAGES, help="run up to this stage (each resumes what an earlier "
-                   "command did): data, pretrain (backbone mae:SHAPE), train, or all (evaluation, figures, results.json); "
+                   "command did): data, pretrain (backbone mae:SHAPE or denoise:SHAPE), train, or all (evaluation, figures, results.json); "
                    "baselines: the data, then only the tracker, the limit and the floor, saved for `all` (no GPU needed)")
     add_options(p, ReproConfig, skip=('preset',), defaults={n: None for n in OPTION_NAMES})
     return p

@@ -155,52 +155,74 @@ def tokens_to_image(y: torch.Tensor, p: int) -> torch.Tensor:
 
 
 class Denoiser(torch.nn.Module):
-    "A vit-tiny encoder and a linear map from each patch token to that patch of the clean ridge image."
-    def __init__(self):
+    "A vit-tiny encoder and a linear map from each patch token to that patch of the clean ridge image; `global_`: also"
+    "one from [CLS] to the whole image at 32 x 32 (as HybridDenoiser's)."
+    def __init__(self, global_: bool = False):
         super().__init__()
         from chirploc.model import load_backbone
         torch.manual_seed(0)
         self.vit, _ = load_backbone('vit-tiny')
         self.p = self.vit.config.patch_size
         self.out = torch.nn.Linear(self.vit.config.hidden_size, self.p * self.p)
+        self.glob = torch.nn.Linear(self.vit.config.hidden_size, (128 // GLOBAL_POOL) ** 2) if global_ else None
     def forward(self, x):
-        return tokens_to_image(self.out(self.vit(pixel_values=x).last_hidden_state[:, 1:]), self.p)
+        h = self.vit(pixel_values=x).last_hidden_state
+        img = tokens_to_image(self.out(h[:, 1:]), self.p)
+        if self.glob is None: return img
+        n = 128 // GLOBAL_POOL
+        return img, self.glob(h[:, 0]).view(-1, 1, n, n)
+
+
+GLOBAL_POOL = 4  # the [CLS] objective's image: the clean ridge image averaged over 4 x 4 pixels (32 x 32)
 
 
 class HybridDenoiser(torch.nn.Module):
     "The hybrid's stem and ViT (a chirploc-hybrid localizer's) and a linear map from each of its 64 tokens to that 16x16"
-    "patch of the clean ridge image."
-    def __init__(self):
+    "patch of the clean ridge image; `global_`: also one from [CLS] to the whole ridge image at 32 x 32 (then forward"
+    "returns both), so that the token the paper's head reads must hold the ridge's shape."
+    def __init__(self, global_: bool = False):
         super().__init__()
         self.loc = hybrid_model('soft')
-        self.out = torch.nn.Linear(self.loc.backbone.config.hidden_size, 16 * 16)
+        w = self.loc.backbone.config.hidden_size
+        self.out = torch.nn.Linear(w, 16 * 16)
+        self.glob = torch.nn.Linear(w, (128 // GLOBAL_POOL) ** 2) if global_ else None
     def forward(self, x):
         from chirploc.model import add_coords
         b = self.loc.fit_input(x)
         if self.loc.config.coords: b = add_coords(b)
-        return tokens_to_image(self.out(self.loc.backbone(pixel_values=self.loc.stem(b)).last_hidden_state[:, 1:]), 16)
+        h = self.loc.backbone(pixel_values=self.loc.stem(b)).last_hidden_state
+        img = tokens_to_image(self.out(h[:, 1:]), 16)
+        if self.glob is None: return img
+        n = 128 // GLOBAL_POOL
+        return img, self.glob(h[:, 0]).view(-1, 1, n, n)
 
 
 def fit_denoiser(m, x, clean, steps, bs, lr, weight_decay, warmup, weighted=False) -> dict:
     "Train denoiser `m` from the noisy matrices x to their clean ridge images (each scaled to a peak of 1) by a squared"
     "error, one-cycle AdamW; its record, the loss logged as a share of an empty prediction's. `weighted`: each image's"
     "ridge pixels (above 0.1 of its peak) weigh as much as all the rest, so that an empty prediction is no easy minimum."
-    c = clean.float() / clean.float().amax(dim=(1, 2, 3), keepdim=True)
-    wt = torch.ones(1)
-    if weighted:
-        on = (c > 0.1).float(); n_on = on.sum((1, 2, 3), keepdim=True); n = on[0].numel()
-        wt = 0.5 * n * (on / n_on + (1 - on) / (n - n_on))             # mean 1 per image; half the weight on the ridge
+    def target(img):
+        c = img / img.amax(dim=(1, 2, 3), keepdim=True)
+        if not weighted: return c, torch.ones(1)
+        on = (c > 0.1).float(); n_on = on.sum((1, 2, 3), keepdim=True).clamp(min=1); n = on[0].numel()
+        return c, 0.5 * n * (on / n_on + (1 - on) / (n - n_on))          # mean 1 per image; half the weight on the ridge
+    c, wt = target(clean.float())
+    # a denoiser with a [CLS] read-out (HybridDenoiser(global_=True)) also fits the image averaged over GLOBAL_POOL pixels
+    cg, wg = target(torch.nn.functional.avg_pool2d(clean.float(), GLOBAL_POOL)) if getattr(m, 'glob', None) is not None else (None, None)
     opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=weight_decay)
     bs = min(bs, len(x))
     sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup)
-    base = float((wt * c ** 2).mean())                                 # the loss of predicting an empty image
+    base = float((wt * c ** 2).mean()) + (0 if cg is None else float((wg * cg ** 2).mean()))  # an empty prediction's loss
+    W = (lambda w, j: w[j] if weighted else w)
     g, hist, step, t0 = torch.Generator().manual_seed(0), [], 0, time.perf_counter()
     while step < steps:
         perm = torch.randperm(len(x), generator=g)
         for k in range(len(x) // bs):
             if step >= steps: break
             j = perm[k * bs:(k + 1) * bs]
-            loss = ((wt[j] if weighted else wt) * (m(x[j].float()) - c[j]) ** 2).mean()
+            out = m(x[j].float())
+            if cg is None: loss = (W(wt, j) * (out - c[j]) ** 2).mean()
+            else: loss = (W(wt, j) * (out[0] - c[j]) ** 2).mean() + (W(wg, j) * (out[1] - cg[j]) ** 2).mean()
             opt.zero_grad(); loss.backward(); opt.step(); sch.step(); step += 1
             if step % 20 == 0 or step == steps: hist.append([step, loss.item() / base]); log(f'  step {step}: loss / empty {hist[-1][1]:.3f}')
     return dict(steps=step, batch_size=bs, seconds=time.perf_counter() - t0, history=hist, loss_last=hist[-1][1])
@@ -217,17 +239,60 @@ def stage_denoise(work, d, a):
     return m, rec
 
 
-def stage_hybrid_denoise(work, a, weighted: bool = False):
+def stage_vit_denoise_global(work, a):
+    "A plain vit-tiny (the paper's kind of backbone: no stem, no coordinates) pretrained as the best hybrid denoiser was"
+    "(ridge-weighted, + [CLS] image; the same 20,000 matrices, steps and optimizer); its ViT written by save_pretrained"
+    "to work/vit_denoise_global, the folder a localizer loads as a pretrained backbone (LoRA by default)."
+    folder = work / 'vit_denoise_global'
+    f = work / 'vit_denoise_global.pt'
+    if f.exists() and folder.exists(): return folder, torch.load(f, weights_only=True)['record']
+    m = Denoiser(global_=True)
+    log(f'vit-denoise-global: {a.n_pre_hybrid} unlabeled matrices, {a.hybrid_denoise_steps} steps of {a.hybrid_bs}')
+    pre = make_set(range(700_000, 700_000 + a.n_pre_hybrid), clean=True)
+    rec = dict(weighted=True, global_image=True, n=len(pre['x']),
+               **fit_denoiser(m, pre['x'], pre['clean'], a.hybrid_denoise_steps, a.hybrid_bs, a.hybrid_lr, a.hybrid_wd,
+                              a.hybrid_warmup, True))
+    m.vit.save_pretrained(folder)
+    torch.save(dict(record=rec), f)
+    return folder, rec
+
+
+def vit_arm(d, folder, *, lora, pooling, lr, epochs, full=False, seed=0):
+    "The package's own path: a localizer on the pretrained ViT folder (LoRA r 8 on query and value, or frozen, or every"
+    "weight trained: `full`), the paper's MLP head on [CLS] (or the patches' mean), on the exponential chirps."
+    sc = LabelScaler.fit(d['exp_train']['labels'], TARGETS)
+    torch.manual_seed(seed)
+    m = ChirpLocalizer(LocalizerConfig(backbone=str(folder), input_format='matrix', pooling=pooling, use_lora=lora))
+    m.config.label_stats = sc.to_dict()
+    if not lora and not full:
+        for p in m.backbone.parameters(): p.requires_grad_(False)
+    trainable = [p for p in m.parameters() if p.requires_grad]
+    t0 = time.perf_counter()
+    losses = run_epochs(m, trainable, d['exp_train']['x'], y_of(d['exp_train'], sc), epochs, lr, seed=seed)
+    res = test(m, d['exp_test']['x'], y_of(d['exp_test'], sc))
+    return dict(trained_backbone=True, backbone='global denoised vit-tiny', lora=lora, full=full, pooling=pooling, lr=lr,
+                epochs=epochs, trainable=sum(p.numel() for p in trainable), train_losses=losses,
+                seconds=round(time.perf_counter() - t0, 1), **res)
+
+
+VIT_ARMS = {  # on the plain vit-tiny pretrained like the global hybrid denoiser, 10 epochs, through ChirpLocalizer
+    'global denoised vit-tiny + LoRA, cls, lr 1e-3, 10 epochs': dict(lora=True, pooling='cls', lr=1e-3),
+    'global denoised vit-tiny frozen, cls head only, lr 1e-3, 10 epochs': dict(lora=False, pooling='cls', lr=1e-3),
+    'global denoised vit-tiny, full fine-tuning, cls, lr 1e-3, 10 epochs': dict(lora=False, pooling='cls', lr=1e-3, full=True),
+}
+
+
+def stage_hybrid_denoise(work, a, weighted: bool = False, global_: bool = False):
     "The hybrid pretrained without labels: from the noisy matrix to the generator's clean ridge image (its own samples,"
-    "mixed chirps, seed 7 from index 700,000), the smoke recipe's optimizer, plain or ridge-`weighted` (`fit_denoiser`);"
-    "returns the localizer (stem + ViT) and a record."
-    f = work / ('hybrid_denoise_weighted.pt' if weighted else 'hybrid_denoise.pt')
-    m = HybridDenoiser()
+    "mixed chirps, seed 7 from index 700,000), the smoke recipe's optimizer, plain or ridge-`weighted` (`fit_denoiser`),"
+    "with the [CLS] read-out of the whole image or not (`global_`); returns the localizer (stem + ViT) and a record."
+    f = work / ('hybrid_denoise' + ('_weighted' if weighted else '') + ('_global' if global_ else '') + '.pt')
+    m = HybridDenoiser(global_)
     if f.exists():
         s = torch.load(f, weights_only=True); m.load_state_dict(s['state']); return m.loc, s['record']
-    log(f'hybrid-denoise{" (ridge-weighted)" if weighted else ""}: {a.n_pre_hybrid} unlabeled matrices, {a.hybrid_denoise_steps} steps of {a.hybrid_bs}')
+    log(f'hybrid-denoise{" (ridge-weighted)" if weighted else ""}{" + [CLS] image" if global_ else ""}: {a.n_pre_hybrid} unlabeled matrices, {a.hybrid_denoise_steps} steps of {a.hybrid_bs}')
     pre = make_set(range(700_000, 700_000 + a.n_pre_hybrid), clean=True)
-    rec = dict(weighted=weighted, n=len(pre['x']),
+    rec = dict(weighted=weighted, global_image=global_, n=len(pre['x']),
                **fit_denoiser(m, pre['x'], pre['clean'], a.hybrid_denoise_steps, a.hybrid_bs, a.hybrid_lr, a.hybrid_wd,
                               a.hybrid_warmup, weighted))
     torch.save(dict(state=m.state_dict(), record=rec), f)
@@ -299,12 +364,18 @@ LONG_ARMS = {  # on the ridge-weighted denoiser, 10 epochs (940 steps): LoRA aga
     'ridge-weighted denoised hybrid, full fine-tuning, soft head, lr 1e-3, 10 epochs': dict(trained=True, lora=False, pooling='soft', lr=1e-3, full=True),
     'hybrid from scratch, soft head, lr 1e-3, 10 epochs': dict(trained=False, lora=False, pooling='soft', lr=1e-3, full=True),
 }
+GLOBAL_ARMS = {  # on the ridge-weighted denoiser whose [CLS] also draws the whole ridge image, 10 epochs
+    'global denoised hybrid + LoRA, cls, lr 1e-3, 10 epochs': dict(trained=True, lora=True, pooling='cls', lr=1e-3),
+    'global denoised hybrid frozen, cls head only, lr 1e-3, 10 epochs': dict(trained=True, lora=False, pooling='cls', lr=1e-3),
+    'global denoised hybrid + LoRA, soft head, lr 1e-3, 10 epochs': dict(trained=True, lora=True, pooling='soft', lr=1e-3),
+    'global denoised hybrid frozen, soft head only, lr 1e-3, 10 epochs': dict(trained=True, lora=False, pooling='soft', lr=1e-3),
+}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--work', default='runs/probe'); p.add_argument('--out', default='figures/probe')
-    p.add_argument('--only', nargs='*', default=None, help='stages to (re)run among probe, lora, hybrid-denoise, hybrid-denoise-weighted (the others are cached)')
+    p.add_argument('--only', nargs='*', default=None, help='stages to (re)run among probe, lora, hybrid-denoise, hybrid-denoise-weighted, hybrid-denoise-global, vit-denoise-global (the others are cached)')
     p.add_argument('--n_probe', type=int, default=2000); p.add_argument('--n_probe_test', type=int, default=1000)
     p.add_argument('--n_hybrid', type=int, default=30000); p.add_argument('--hybrid_epochs', type=int, default=3)
     # the known-good backbone is trained with the smoke preset's recipe (07_reproduce: r 0.97 from scratch); the first
@@ -336,10 +407,11 @@ def main(argv=None):
                    recipe=f'chirploc-hybrid from scratch on {a.n_hybrid} linear chirps, {a.hybrid_epochs} epochs; '
                           f'adaptation arms {a.lora_epochs} epochs on {a.n_lora} exponential chirps')
     d = stage_data(work, a)
-    hyb = stage_hybrid(work, d, a)
-    results['hybrid'] = hyb['record']
     save = lambda: rf.write_text(json.dumps(results, indent=1))
-    save()
+    if a.only is None or 'probe' in a.only or 'lora' in a.only:      # the known-good backbone: only these stages use it
+        hyb = stage_hybrid(work, d, a)
+        results['hybrid'] = hyb['record']
+        save()
     if a.only is None or 'probe' in a.only:
         mae, results['mae'] = stage_mae(work, d, a); save()
         den, results['denoise'] = stage_denoise(work, d, a); save()
@@ -355,13 +427,22 @@ def main(argv=None):
             log('lora', name)
             results['lora'][name] = lora_arm(d, hyb['state'], epochs=a.lora_epochs, **ARMS[name]); save()
             log('  ', results['lora'][name]['loss'], np.round(results['lora'][name]['r'], 3))
-    for stage, weighted in (('hybrid-denoise', False), ('hybrid-denoise-weighted', True)):
+    for stage, weighted, global_ in (('hybrid-denoise', False, False), ('hybrid-denoise-weighted', True, False),
+                                     ('hybrid-denoise-global', True, True)):
         if not (a.only is None or stage in a.only): continue
-        key, tag = ('hybrid_denoise_weighted', ', ridge-weighted') if weighted else ('hybrid_denoise', '')
-        den_h, results[key] = stage_hybrid_denoise(work, a, weighted); save()
+        key, tag = {'hybrid-denoise': ('hybrid_denoise', ''), 'hybrid-denoise-weighted': ('hybrid_denoise_weighted', ', ridge-weighted'),
+                    'hybrid-denoise-global': ('hybrid_denoise_global', ', ridge-weighted, + [CLS] image')}[stage]
+        den_h, results[key] = stage_hybrid_denoise(work, a, weighted, global_); save()
         name = f'hybrid, denoising (clean ridge{tag})'
         results.setdefault('probe', {})[name] = stage_probe(d, {name: den_h}, a)[name]; save()
         log('probe', name, {k: np.round(v['r'], 3) for k, v in results['probe'][name].items()})
+        if global_:
+            for arm, kw in GLOBAL_ARMS.items():
+                arm = arm.replace('10 epochs', f'{a.long_epochs} epochs')
+                log('lora', arm)
+                results.setdefault('lora', {})[arm] = lora_arm(d, den_h.state_dict(), epochs=a.long_epochs, backbone='global denoised', **kw)
+                save(); log('  ', results['lora'][arm]['loss'], np.round(results['lora'][arm]['r'], 3))
+            continue
         for arm, kw in DENOISED_ARMS.items():
             arm = arm.replace('denoised hybrid', 'ridge-weighted denoised hybrid') if weighted else arm
             log('lora', arm)
@@ -373,6 +454,17 @@ def main(argv=None):
                 log('lora', arm)
                 results['lora'][arm] = lora_arm(d, den_h.state_dict(), epochs=a.long_epochs, backbone='ridge-weighted denoised', **kw)
                 save(); log('  ', results['lora'][arm]['loss'], np.round(results['lora'][arm]['r'], 3))
+    if a.only is None or 'vit-denoise-global' in a.only:
+        folder, results['vit_denoise_global'] = stage_vit_denoise_global(work, a); save()
+        name = 'vit-tiny, denoising (clean ridge, ridge-weighted, + [CLS] image)'
+        from chirploc.backbone import load_backbone
+        results.setdefault('probe', {})[name] = stage_probe(d, {name: load_backbone(str(folder))[0]}, a)[name]; save()
+        log('probe', name, {k: np.round(v['r'], 3) for k, v in results['probe'][name].items()})
+        for arm, kw in VIT_ARMS.items():
+            arm = arm.replace('10 epochs', f'{a.long_epochs} epochs')
+            log('lora', arm)
+            results.setdefault('lora', {})[arm] = vit_arm(d, folder, epochs=a.long_epochs, **kw); save()
+            log('  ', results['lora'][arm]['loss'], np.round(results['lora'][arm]['r'], 3))
     results['settings']['arms'] = list(results.get('lora', {}))      # every arm the record holds, from whichever run
     save()
     if 'probe' in results: fig_probe(results).savefig(out / 'probe.png', dpi=120)

@@ -53,3 +53,9 @@ def test_measure_script_runs(tmp_path):
     assert r2['hybrid_denoise']['steps'] == 2 and 'hybrid, denoising (clean ridge)' in r2['probe']
     assert r2['hybrid_denoise_weighted']['weighted'] and 'hybrid, denoising (clean ridge, ridge-weighted)' in r2['probe']
     assert r2['lora']['denoised hybrid + LoRA, soft head, lr 1e-3']['backbone'] == 'denoised'
+    g = r2['hybrid_denoise_global']
+    assert g['weighted'] and g['global_image'] and g['history'][-1][1] > 0
+    assert 'hybrid, denoising (clean ridge, ridge-weighted, + [CLS] image)' in r2['probe']
+    assert r2['lora']['global denoised hybrid + LoRA, cls, lr 1e-3, 1 epochs']['backbone'] == 'global denoised'
+    v = r2['lora']['global denoised vit-tiny + LoRA, cls, lr 1e-3, 1 epochs']
+    assert v['lora'] and 0 < v['trainable'] < r2['lora']['global denoised vit-tiny, full fine-tuning, cls, lr 1e-3, 1 epochs']['trainable']
