@@ -30,7 +30,8 @@ from .train import amp_dtype, pick_device
 
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'DenoiseConfig', 'clean_ridges', 'ridge_weights', 'RidgeDenoiser', 'denoise_loss', 'empty_loss',
-           'denoising_data', 'save_denoise_checkpoint', 'find_denoise_checkpoint', 'load_denoiser', 'pretrain_denoise']
+           'denoising_data', 'save_denoise_checkpoint', 'find_denoise_checkpoint', 'load_denoiser', 'pretrain_denoise',
+           'fig_denoising']
 
 # %% ../nbs/03e_denoise.ipynb #03ec006
 @dataclass
@@ -273,3 +274,23 @@ def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume:
                   device=device_name(device), precision='bf16 autocast' if dtype else 'fp32', versions=versions(),
                   config=cfg.to_dict())
     return write_backbone(run, model.vit, record)
+
+# %% ../nbs/03e_denoise.ipynb #03ec026
+@torch.no_grad()
+def fig_denoising(model: RidgeDenoiser, x: torch.Tensor, clean, title: str | None = None):
+    "For each input (rows): the noisy matrix, the clean ridge, what the patch tokens draw and what [CLS] draws, on one colour scale."
+    import matplotlib.pyplot as plt
+    was = model.training; model.eval()
+    try: img, whole = model(x.float().to(next(model.parameters()).device))
+    finally: model.train(was)
+    clean = torch.as_tensor(clean)
+    cols = [('input', x), ('clean ridge (target)', clean), ('patch tokens draw', img)] + ([('[CLS] draws', whole)] if whole is not None else [])
+    fig, axes = plt.subplots(len(x), len(cols), figsize=(2.3 * len(cols), 2.1 * len(x)), squeeze=False)
+    for i, row in enumerate(axes):
+        for ax, (name, im) in zip(row, cols):
+            ax.imshow(im[i, 0].float().cpu().clamp(0, 1).numpy(), origin='lower', cmap='viridis', vmin=0, vmax=1, aspect='auto')
+            ax.set_xticks([]); ax.set_yticks([])
+            if i == 0: ax.set_title(name, fontsize=9)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

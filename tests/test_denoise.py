@@ -29,6 +29,13 @@ def test_lora_preset_tiny_end_to_end(tmp_path):
     assert res['preset'] == 'lora' and (res['n_train'], res['n_test'], res['epochs_run']) == (51, 13, 1)
     assert 'denoising-pretrained here on 51 spectrograms (3 steps' in res['backbone'] and res['backbone'].endswith(', LoRA')
     assert res['config']['pooling'] == 'cls' and res['config']['lr'] == 1e-3
+    # the pretraining's figures, as the committed record's are made
+    sys.path.insert(0, str(ROOT / 'tests'))
+    import figures_denoise
+    figures_denoise.main(['--run', str(work / 'denoise'), '--data', str(work / 'data'), '--out', str(tmp_path / 'fig'), '--n', '2'])
+    from chirploc.core import figure_provenance
+    prov = figure_provenance(tmp_path / 'fig' / 'denoising.png')
+    assert prov['command'].startswith('python tests/figures_denoise.py --run') and (tmp_path / 'fig' / 'pretraining_loss.png').exists()
 
 
 def test_denoising_refuses_what_it_cannot_use(tmp_path):
