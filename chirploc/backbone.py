@@ -50,6 +50,9 @@ SCRATCH_CONFIGS = {
     # the smallest thing that runs: for tests and examples only
     'vit-micro': dict(image_size=128, patch_size=32, num_channels=1, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64),
+    # the same on the paper's input (the 224-px RGB figure, 49 patches of 32 px): tests of the paper's path only
+    'vit-micro-rgb': dict(image_size=224, patch_size=32, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=64),
 }
 
 # %% ../nbs/03_backbone.ipynb #03c011

@@ -24,14 +24,14 @@ from .core import Config, atomic_write, device_name, isolated_rng, option, versi
 from .data import make_loader
 from .generate import GeneratorConfig, chirp_ridges
 from .model import SCRATCH_CONFIGS, backbone_from_config, scratch_vit_config
-from .pretrain import (HISTORY, _epoch_batches, _param_groups, _rng_state, _set_rng_state, lr_factor,
-                               pretraining_data, write_backbone)
+from .pretrain import (HISTORY, _epoch_batches, _param_groups, _rng_state, _set_rng_state, _to_unit,
+                               input_format_for, lr_factor, pretraining_data, write_backbone)
 from .train import amp_dtype, pick_device
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'DenoiseConfig', 'clean_ridges', 'ridge_weights', 'RidgeDenoiser', 'denoise_loss', 'empty_loss',
-           'denoising_data', 'save_denoise_checkpoint', 'find_denoise_checkpoint', 'load_denoiser', 'pretrain_denoise',
-           'fig_denoising']
+__all__ = ['RESUMABLE_CHANGES', 'DenoiseConfig', 'clean_ridges', 'ridge_weights', 'ridge_targets', 'RidgeDenoiser',
+           'denoise_loss', 'empty_loss', 'denoising_data', 'save_denoise_checkpoint', 'find_denoise_checkpoint',
+           'load_denoiser', 'pretrain_denoise', 'fig_denoising']
 
 # %% ../nbs/03e_denoise.ipynb #03ec006
 @dataclass
@@ -90,7 +90,27 @@ def ridge_weights(clean: torch.Tensor, share: float = 0.5, threshold: float = 0.
     w = n * (share * on / n_on.clamp(min=1) + (1 - share) * (1 - on) / (n - n_on).clamp(min=1))
     return torch.where(n_on > 0, w, torch.ones_like(w))    # a chirp-free image: every pixel alike
 
-# %% ../nbs/03e_denoise.ipynb #03ec014
+# %% ../nbs/03e_denoise.ipynb #03ec011
+def ridge_targets(labels: pd.DataFrame, fmt='matrix', cfg: GeneratorConfig | None = None) -> np.ndarray:
+    "Clean ridge images (N, 1, size, size) float32 in the geometry of input format `fmt` (peak 1): the matrix resized, or for the RGB figure drawn where the figure's plot area lands."
+    from chirploc.inputs import FIGURE_BOX, FIGURE_SIZE, InputFormat
+    fmt = InputFormat.parse(fmt)
+    c = torch.from_numpy(clean_ridges(labels, cfg))
+    if fmt.layout == 'matrix':
+        if c.shape[-2:] == (fmt.size, fmt.size): return c.numpy()
+        t = nn.functional.interpolate(c, size=(fmt.size, fmt.size), mode='bilinear', antialias=True)
+    else:  # each input pixel's centre in figure pixels, then as a fraction of the plot area (time right, frequency up)
+        (W, H), (l, top, r, b) = FIGURE_SIZE, FIGURE_BOX
+        u = (torch.arange(fmt.size, dtype=torch.float64) + 0.5) * W / fmt.size
+        v = (torch.arange(fmt.size, dtype=torch.float64) + 0.5) * H / fmt.size
+        gx, gy = 2 * (u - l) / (r - l) - 1, 1 - 2 * (v - top) / (b - top)   # grid_sample's [-1, 1]; row 0 = low frequency
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing='ij')[::-1], -1).float()
+        t = nn.functional.grid_sample(c, grid.expand(len(c), -1, -1, -1), mode='bilinear', padding_mode='zeros',
+                                      align_corners=False)
+    peak = t.amax((2, 3), keepdim=True)
+    return (t / torch.where(peak > 0, peak, torch.ones_like(peak))).numpy()
+
+# %% ../nbs/03e_denoise.ipynb #03ec018
 class RidgeDenoiser(nn.Module):
     "A ViT and two linear read-outs: each patch token draws its patch of the clean ridge image; [CLS] the whole image at 1/`cls_pool` resolution."
     def __init__(self, vit_config, cls_pool: int = 4):
@@ -126,7 +146,7 @@ def empty_loss(clean: torch.Tensor, cfg: DenoiseConfig) -> torch.Tensor:
     k = clean.shape[-1] // cfg.cls_pool if cfg.cls_pool else 0
     return denoise_loss((torch.zeros_like(clean), clean.new_zeros(len(clean), 1, k, k) if k else None), clean, cfg)
 
-# %% ../nbs/03e_denoise.ipynb #03ec017
+# %% ../nbs/03e_denoise.ipynb #03ec021
 class _DenoiseBatches(torch.utils.data.Dataset):
     "Batch k of a list of position arrays: the stacked inputs and the clean ridge images of the same samples."
     def __init__(self, ds, labels: pd.DataFrame, batches, gen_cfg):
@@ -135,22 +155,22 @@ class _DenoiseBatches(torch.utils.data.Dataset):
     def __getitem__(self, k):
         pos = np.asarray(self.batches[k])
         x = torch.stack([torch.as_tensor(self.ds[int(i)][0]) for i in pos])
-        return x, torch.from_numpy(clean_ridges(self.labels.iloc[pos], self.gen_cfg))
+        return x, torch.from_numpy(ridge_targets(self.labels.iloc[pos], self.ds.input_format, self.gen_cfg))
 
-def denoising_data(data, vit_config, split: str = 'train'):
-    "(dataset of matrix inputs at the ViT's size, their chirp labels, the generator's settings, a record) for a folder, a ChirpSource or a ChirpDataset."
+def denoising_data(data, vit_config, split: str = 'train', cache=None):
+    "(dataset of the ViT's inputs: the matrix for one channel, the RGB figure for three; their chirp labels, the generator's settings, a record)."
     from chirploc.data import ChirpDataset
-    from chirploc.inputs import InputFormat
-    fmt = InputFormat.parse('matrix', size=int(vit_config.image_size), channels=int(vit_config.num_channels))
+    fmt = input_format_for(vit_config)
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, ChirpDataset):
         raise TypeError(f"denoising pretraining draws each sample's clean ridge from its chirp parameters: give a dataset "
                         f"folder, a ChirpSource or a ChirpDataset, not a {type(data).__name__}")
     if isinstance(data, ChirpDataset) and data.input_format.key != fmt.key:
         data = ChirpDataset(data.source, input_format=fmt, indices=data.indices)
     ds, _, _, record = pretraining_data(data, fmt, split)
+    if cache: ds.use_cache(None if cache is True else cache, progress=False)  # decoded once: uint8 RGB, float16 matrices
     return ds, ds.labels.reset_index(drop=True), ds.source.cfg, record
 
-# %% ../nbs/03e_denoise.ipynb #03ec019
+# %% ../nbs/03e_denoise.ipynb #03ec023
 def save_denoise_checkpoint(run_dir, model: RidgeDenoiser, state: dict) -> Path:
     "Write `run_dir/checkpoint/` (the denoiser as safetensors, its ViT config, `state.pt`), replacing the old one once complete."
     from safetensors.torch import save_file
@@ -184,9 +204,9 @@ def load_denoiser(run_dir, device='cpu') -> RidgeDenoiser:
     model.load_state_dict(load_file(str(ckpt / 'model.safetensors')), strict=True)
     return model.to(device).eval()
 
-# %% ../nbs/03e_denoise.ipynb #03ec021
+# %% ../nbs/03e_denoise.ipynb #03ec025
 @isolated_rng
-def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume: bool = False) -> Path | None:
+def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume: bool = False, cache=None) -> Path | None:
     "Pretrain a ViT as a ridge denoiser on `data`'s matrices in run folder `out_dir` (targets from the generator, not the label values); returns the backbone folder it writes (None: paused at `time_limit`)."
     from safetensors.torch import load_file
     from chirploc.core import progress_bar
@@ -195,7 +215,7 @@ def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume:
     dtype = amp_dtype(device, cfg.amp)
     if dtype == torch.float16: dtype = torch.bfloat16 if device.type != 'cuda' or torch.cuda.is_bf16_supported() else None
     vcfg = scratch_vit_config(cfg.vit)
-    ds, labels, gen_cfg, data_record = denoising_data(data, vcfg, cfg.split)
+    ds, labels, gen_cfg, data_record = denoising_data(data, vcfg, cfg.split, cache)
     n = len(ds)
     if n < cfg.batch_size: raise ValueError(f"{n} images are fewer than one batch of {cfg.batch_size}")
     per_epoch = n // cfg.batch_size                       # the incomplete last batch of an epoch is dropped
@@ -235,10 +255,7 @@ def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume:
         loader = make_loader(_DenoiseBatches(ds, labels, batches, gen_cfg), batch_size=None, workers=cfg.workers)
         t0 = time.perf_counter()
         for x, clean in loader:
-            x, clean = x.to(device, non_blocking=True).float(), clean.to(device, non_blocking=True)
-            if clean.shape[-1] != model.side:   # the ViT reads the matrix resized: its target is resized alike
-                clean = nn.functional.interpolate(clean, size=(model.side, model.side), mode='bilinear', antialias=True)
-                clean = clean / clean.amax((2, 3), keepdim=True).clamp(min=1e-12)
+            x, clean = _to_unit(x.to(device, non_blocking=True)), clean.to(device, non_blocking=True)
             lr = optimizer.param_groups[0]['lr']
             with ctx(): out = model(x)
             loss = denoise_loss(tuple(None if o is None else o.float() for o in out), clean, cfg)
@@ -275,7 +292,7 @@ def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume:
                   config=cfg.to_dict())
     return write_backbone(run, model.vit, record)
 
-# %% ../nbs/03e_denoise.ipynb #03ec026
+# %% ../nbs/03e_denoise.ipynb #03ec030
 @torch.no_grad()
 def fig_denoising(model: RidgeDenoiser, x: torch.Tensor, clean, title: str | None = None):
     "For each input (rows): the noisy matrix, the clean ridge, what the patch tokens draw and what [CLS] draws, on one colour scale."

@@ -55,7 +55,7 @@ _SMOKE = dict(n_samples=50_000, kind='array', backbone='chirploc-hybrid', input_
 _EVERY_TARGET = {**_SMOKE, 'targets': FULL_TARGETS, 'p_empty': 0.1}
 
 PRESETS = {
-    'paper': dict(n_samples=100_000, kind='figure', backbone='mae:vit-b16', pretrain_steps=2500,
+    'paper': dict(n_samples=100_000, kind='figure', backbone='denoise:vit-b16-scratch', pretrain_steps=2500,
                   pretrain_batch_size=256, input_format='rgb224', pooling=None, epochs=100, batch_size=32, lr=1e-4,
                   weight_decay=0.01, schedule='plateau', warmup_epochs=0.0, patience=4, grad_clip=0.0, cache=True,
                   workers=None, eval_train=None, n_figure_check=0, limit_n=1000),
@@ -153,13 +153,13 @@ def resolve_backbone(cfg: ReproConfig, data=None, reachable=hub_reachable) -> st
                                   cache=cfg.cache or None)
         else:
             from chirploc.denoise import DenoiseConfig, pretrain_denoise
-            folder = pretrain_denoise(data, run, DenoiseConfig(vit=shape, **common), resume=True)
+            folder = pretrain_denoise(data, run, DenoiseConfig(vit=shape, **common), resume=True, cache=cfg.cache or None)
         if folder is None: raise Paused(f"{method} pretraining paused at its time limit in {run}")
         return str(folder)
     if b in SCRATCH_CONFIGS or b == 'scratch' or Path(b).expanduser().is_dir(): return b
     if reachable(): return b
     raise BackboneUnavailable(f"{b} cannot be downloaded (no network access to the hub). Give a local copy (backbone=<folder "
-                              f"made by save_pretrained>), MAE-pretrain one here (backbone=mae:vit-b16), or name a "
+                              f"made by save_pretrained>), pretrain one here without labels (backbone=denoise:vit-b16-scratch), or name a "
                               f"from-scratch configuration ({', '.join(SCRATCH_CONFIGS)})")
 
 def describe_backbone(backbone: str, model=None) -> str:

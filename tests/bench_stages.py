@@ -9,8 +9,9 @@ without that file), and a training step of a tiny ViT at 224 px (to scale the lo
 ViT-B/16 on a GPU. For it the estimate takes published bf16 throughputs: about 3,000 to 3,400 img/s inference on an
 A100 or an RTX 4090, and an H100 at 2 to 2.5 times an A100; training (forward and backward, LoRA needs the activation
 gradients of every layer) at about a third of inference, batch 32 using a GPU at about 60% (small batches); MAE's step
-on a quarter of the patches at about 0.6 of inference (the MAE chapter's estimate). Each is a range; the table gives its
-low and high ends.
+on a quarter of the patches at about 0.6 of inference (the MAE chapter's estimate); the preset's denoising pretraining
+(every patch, forward and backward, batch 256) at the training third. Each is a range; the table gives its low and high
+ends. The first H100 attempt measured MAE at 5.2 minutes, about twice this estimate's high end.
 """
 import argparse
 import json
@@ -70,7 +71,9 @@ def estimate(fig_per_core, decode_per_core):
     est = {}
     est['data: 100,000 figures + 224-px inputs'] = (N / (fig_per_core * CORES), N / (fig_per_core * CORES * 0.8))
     steps = 2500  # the preset's pretrain_steps, batch 256
-    est['pretrain: MAE, 2,500 steps of 256'] = (steps * 256 / (hi * MAE_FRACTION), steps * 256 / (lo * MAE_FRACTION))
+    # the preset's: denoising (03e_denoise), a full training pass over every patch at batch 256 (the GPU kept busy)
+    est['pretrain: denoising, 2,500 steps of 256'] = (steps * 256 / (hi * TRAIN_FRACTION), steps * 256 / (lo * TRAIN_FRACTION))
+    est['pretrain instead: MAE (backbone mae:vit-b16), 2,500 steps of 256'] = (steps * 256 / (hi * MAE_FRACTION), steps * 256 / (lo * MAE_FRACTION))
     ep = lambda r: N_TRAIN / (r * TRAIN_FRACTION * SMALL_BATCH) + N_TEST / r  # one epoch: training, then the test pass
     est['fine-tune: one epoch (80,000 at batch 32, then 20,000 test)'] = (ep(hi), ep(lo))
     est['fine-tune: 15 epochs (the paper ran 15)'] = (15 * ep(hi), 15 * ep(lo))

@@ -8,7 +8,8 @@
 #
 #   chirploc reproduce --preset paper --stage data         figures + 224-px inputs, every core
 #   chirploc reproduce --preset paper --stage baselines    tracker, limit, floor on the CPU cores, beside the GPU work
-#   chirploc reproduce --preset paper --stage pretrain     MAE pretraining of ViT-B/16 on the training figures
+#   chirploc reproduce --preset paper --stage pretrain     denoising pretraining of ViT-B/16 on the training figures
+#                                                          (03e_denoise; backbone=mae:vit-b16 for the first attempt's MAE)
 #   chirploc reproduce --preset paper --stage train --time_limit 0.01    one epoch: it measures the epoch time
 #   chirploc reproduce --preset paper --stage train --epochs K           K: the epochs that fit before the deadline
 #   papermill nbs/07_reproduce.ipynb figures/paper/reproduce.ipynb -p preset paper -p epochs K
@@ -25,11 +26,12 @@
 # (paper.tgz: figures/paper, the training and pretraining histories, the logs) at every `watch`.
 # Attempt 1 (one H100, figures/paper/attempt-1/record.md): data 7.7 min, MAE 5.2 min, one epoch at batch 32 1.9 min,
 # so the paper's 15 epochs do not fit a lease; and the machine went back during epoch 3, because the next command came
-# more than 30 s after the last one ended: issue each `watch` at once. For the next attempt, a declared variant that
-# fits (MAE's loss was flat after 200 steps; batch 256 runs at about 2,600 img/s):
-#   PAPER_ARGS='pretrain_steps=500 batch_size=256 lr=8e-4' CHIRPLOC_GIT_COMMIT=SHA bash tests/gpu_paper.sh start 560
+# more than 30 s after the last one ended: issue each `watch` at once. Its MAE backbone did not learn (03d_lora says
+# why); the preset now pretrains by denoising, which is a full forward and backward pass over every patch (about 1.8
+# times MAE's cost per image: tests/bench_stages.py). For the next attempt, a declared variant that fits a lease:
+#   PAPER_ARGS='pretrain_steps=800 batch_size=256 lr=8e-4' CHIRPLOC_GIT_COMMIT=SHA bash tests/gpu_paper.sh start 560
 # Rehearse it on a CPU at tiny size: PY=.venv/bin/python WHEELS=none OUT=/tmp/o STATE=/tmp/s \
-#   PAPER_ARGS='n_samples=96 pretrain_steps=4 pretrain_batch_size=8 backbone=mae:vit-micro device=cpu limit_n=8' \
+#   PAPER_ARGS='n_samples=96 pretrain_steps=4 pretrain_batch_size=8 backbone=denoise:vit-micro-rgb device=cpu limit_n=8' \
 #   CHECK=0 BENCH=0 bash tests/gpu_paper.sh start 600
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +89,8 @@ collect() {  # what comes back: the logs and, when there, the run's record
     local W; W=$(work_dir)
     cp "$STATE"/*.log "$STATE"/*.json "$OUT"/ 2>/dev/null
     tar czf "$OUT/paper.tgz" --ignore-failed-read "$(out_dir)" "$W/train/history.csv" "$W/train/data.json" \
-        "$W"/train/*.json "$W/mae/history.csv" "$W"/mae/*.json "$W/eval/report_test.json" "$W/eval/baselines.json" \
+        "$W"/train/*.json "$W/mae/history.csv" "$W"/mae/*.json "$W/denoise/history.csv" "$W"/denoise/*.json \
+        "$W/eval/report_test.json" "$W/eval/baselines.json" \
         "$W/eval/predictions_test.csv" "$STATE"/*.log 2>/dev/null
     ls -la "$OUT" | tail -n +2
 }

@@ -66,7 +66,7 @@ def record(folder: Path) -> str:
     epoch = hist.epoch_s.median()
     rows = [('data: 100,000 figures + 224-px inputs', rng('data: 100,000 figures + 224-px inputs'),
              f"{stages['data'][0] / 60:.1f} min (14 workers)"),
-            ('pretrain: MAE, 2,500 steps of 256', rng('pretrain: MAE, 2,500 steps of 256'),
+            ('pretrain: MAE, 2,500 steps of 256', rng(next(k for k in est if k.startswith(('pretrain: MAE', 'pretrain instead: MAE')))),
              f"{stages['pretrain'][0] / 60:.1f} min ({mae.seconds.iloc[-1] / 60:.1f} min in the loop, "
              f"{2500 * 256 / mae.seconds.iloc[-1]:,.0f} img/s)"),
             ('fine-tune: one epoch (80,000 at batch 32, then 20,000 test)',

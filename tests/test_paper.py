@@ -85,6 +85,20 @@ def test_paper_stages_with_mae_pretraining(tmp_path):
     assert res['backbone'].endswith(', LoRA')
 
 
+def test_paper_preset_with_denoising_pretraining_on_figures(tmp_path):
+    "The preset's own backbone (denoise:SHAPE): pretrained on the training figures' RGB inputs (decoded once), then LoRA."
+    out, work = tmp_path / 'out', tmp_path / 'work'
+    p = chirploc('reproduce', '--preset', 'paper', '--n_samples', 48, '--epochs', 1, '--backbone', 'denoise:vit-micro-rgb',
+                 '--pretrain_steps', 3, '--pretrain_batch_size', 8, '--device', 'cpu', '--out_dir', out, '--work_dir', work,
+                 '--workers', 0, '--limit_n', 4, '--no-progress')
+    assert p.returncode == 0, p.stderr[-3000:]
+    rec = json.loads((work / 'denoise' / 'backbone' / 'chirploc_pretraining.json').read_text())
+    assert (rec['method'], rec['steps'], rec['n_images'], rec['shape']) == ('denoising', 3, 38, 'vit-micro-rgb')
+    res = json.loads((out / 'results.json').read_text())
+    assert 'denoising-pretrained here on 38 spectrograms (3 steps' in res['backbone'] and res['backbone'].endswith(', LoRA')
+    assert res['config']['input_format'] == 'rgb224'
+
+
 def test_paused_training_resumes_to_the_same_run(tmp_path):
     kw = dict(synthetic=96, backbone='vit-micro', epochs=3, batch_size=16, lr=1e-3, workers=0, progress=False)
     straight, h_straight = train(out_dir=tmp_path / 'straight', **kw)
