@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,8 +22,9 @@ from .core import Config, atomic_write, device_name, isolated_rng, option, versi
 from .data import make_loader
 from .generate import GeneratorConfig, chirp_ridges
 from .model import SCRATCH_CONFIGS, backbone_from_config, scratch_vit_config
-from .pretrain import (HISTORY, _epoch_batches, _param_groups, _rng_state, _set_rng_state, _to_unit,
-                               input_format_for, lr_factor, pretraining_data, write_backbone)
+from .pretrain import (HISTORY, _epoch_batches, _param_groups, _rng_state, _to_unit, find_run_checkpoint,
+                               input_format_for, lr_factor, pretraining_data, restore_run_state, save_run_checkpoint,
+                               write_backbone)
 from .train import amp_dtype, pick_device
 
 # %% auto #0
@@ -173,25 +172,11 @@ def denoising_data(data, vit_config, split: str = 'train', cache=None):
 # %% ../nbs/03e_denoise.ipynb #03ec023
 def save_denoise_checkpoint(run_dir, model: RidgeDenoiser, state: dict) -> Path:
     "Write `run_dir/checkpoint/` (the denoiser as safetensors, its ViT config, `state.pt`), replacing the old one once complete."
-    from safetensors.torch import save_file
-    run_dir = Path(run_dir)
-    new, cur, old = run_dir / 'checkpoint.new', run_dir / 'checkpoint', run_dir / 'checkpoint.old'
-    shutil.rmtree(new, ignore_errors=True); new.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(new / 'model.safetensors'),
-              metadata={'format': 'pt'})
-    (new / 'vit_config.json').write_text(model.vit.config.to_json_string())
-    torch.save(state, new / 'state.pt')
-    if cur.exists(): shutil.rmtree(old, ignore_errors=True); os.replace(cur, old)
-    os.replace(new, cur)
-    shutil.rmtree(old, ignore_errors=True)
-    return cur
+    return save_run_checkpoint(run_dir, model, state, {'vit_config.json': model.vit.config.to_json_string()})
 
 def find_denoise_checkpoint(run_dir) -> Path | None:
-    "The complete checkpoint folder of `run_dir` (or the previous one, if a crash hit while swapping), or None."
-    for name in ('checkpoint', 'checkpoint.old'):
-        p = Path(run_dir) / name
-        if all((p / f).exists() for f in ('state.pt', 'model.safetensors', 'vit_config.json')): return p
-    return None
+    "The complete denoising checkpoint folder of `run_dir` (or the previous one, if a crash hit while swapping), or None."
+    return find_run_checkpoint(run_dir, ('vit_config.json',))
 
 def load_denoiser(run_dir, device='cpu') -> RidgeDenoiser:
     "The `RidgeDenoiser` (ViT and read-outs) of a run's last checkpoint, in eval mode."
@@ -208,7 +193,6 @@ def load_denoiser(run_dir, device='cpu') -> RidgeDenoiser:
 @isolated_rng
 def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume: bool = False, cache=None) -> Path | None:
     "Pretrain a ViT as a ridge denoiser on `data`'s matrices in run folder `out_dir` (targets from the generator, not the label values); returns the backbone folder it writes (None: paused at `time_limit`)."
-    from safetensors.torch import load_file
     from chirploc.core import progress_bar
     cfg = config or DenoiseConfig()
     run, device = Path(out_dir), pick_device(cfg.device)
@@ -232,14 +216,7 @@ def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume:
     if ckpt is not None and not resume:
         raise FileExistsError(f"{run} holds a denoising run: resume it (resume=True) or use another out_dir")
     if ckpt is not None:
-        state = torch.load(ckpt / 'state.pt', map_location='cpu', weights_only=True)
-        saved = DenoiseConfig.from_dict(state['config'])
-        changed = [k for k in saved.to_dict() if k not in RESUMABLE_CHANGES and getattr(saved, k) != getattr(cfg, k)]
-        if changed: raise ValueError(f"cannot resume {run} with other settings: {changed} differ from {saved}")
-        if state['data'] != data_record: raise ValueError(f"{run} was pretrained on other data: {state['data']}")
-        model.load_state_dict(load_file(str(ckpt / 'model.safetensors'), device=str(device)), strict=True)
-        optimizer.load_state_dict(state['optimizer']); scheduler.load_state_dict(state['scheduler'])
-        _set_rng_state(state['rng'])
+        state = restore_run_state(ckpt, run, model, optimizer, scheduler, cfg, data_record, device, RESUMABLE_CHANGES)
         step, seconds, history = state['step'], state['seconds'], list(state['history'])
         acc, n_acc = state['pending_loss'].to(device), state['pending_steps']  # loss of steps not yet in a history row
     run.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,9 @@ from .train import amp_dtype, pick_device
 # %% auto #0
 __all__ = ['MAE_SHAPES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'HISTORY', 'BACKBONE', 'RECORD', 'PretrainConfig', 'mae_config',
            'vit_config_from_mae', 'mae_to_vit', 'mae_encode', 'pretraining_data', 'input_format_for', 'lr_factor',
-           'save_mae_checkpoint', 'find_mae_checkpoint', 'load_mae', 'write_backbone', 'pretrain_mae', 'vit_shape_name',
-           'describe_pretrained', 'read_history', 'fig_pretrain_loss', 'fig_mae_reconstruction', 'pretrain_parser',
-           'pretrain_cli']
+           'save_run_checkpoint', 'find_run_checkpoint', 'restore_run_state', 'save_mae_checkpoint',
+           'find_mae_checkpoint', 'load_mae', 'write_backbone', 'pretrain_mae', 'vit_shape_name', 'describe_pretrained',
+           'read_history', 'fig_pretrain_loss', 'fig_mae_reconstruction', 'pretrain_parser', 'pretrain_cli']
 
 # %% ../nbs/03b_pretrain.ipynb #03bc006
 _MAE_DECODER = dict(decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
@@ -233,27 +233,48 @@ def _set_rng_state(s: dict):
     torch.set_rng_state(s['cpu'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
-def save_mae_checkpoint(run_dir, model, state: dict) -> Path:
-    "Write `run_dir/checkpoint/` (MAE weights as safetensors, its config, `state.pt`), replacing the old one once complete."
+def save_run_checkpoint(run_dir, model, state: dict, files: dict) -> Path:
+    "Write `run_dir/checkpoint/` (`model`'s weights as safetensors, each text of `files` by name, `state.pt`), replacing the old one once complete."
     from safetensors.torch import save_file
     run_dir = Path(run_dir)
     new, cur, old = run_dir / f'{CHECKPOINT}.new', run_dir / CHECKPOINT, run_dir / f'{CHECKPOINT}.old'
     shutil.rmtree(new, ignore_errors=True); new.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(new / 'model.safetensors'),
               metadata={'format': 'pt'})
-    (new / 'mae_config.json').write_text(model.config.to_json_string())
+    for name, text in files.items(): (new / name).write_text(text)
     torch.save(state, new / 'state.pt')
     if cur.exists(): shutil.rmtree(old, ignore_errors=True); os.replace(cur, old)
     os.replace(new, cur)
     shutil.rmtree(old, ignore_errors=True)
     return cur
 
-def find_mae_checkpoint(run_dir) -> Path | None:
+def find_run_checkpoint(run_dir, files=()) -> Path | None:
     "The complete checkpoint folder of `run_dir` (or the previous one, if a crash hit while swapping), or None."
     for name in (CHECKPOINT, f'{CHECKPOINT}.old'):
         p = Path(run_dir) / name
-        if all((p / f).exists() for f in ('state.pt', 'model.safetensors', 'mae_config.json')): return p
+        if all((p / f).exists() for f in ('state.pt', 'model.safetensors', *files)): return p
     return None
+
+def restore_run_state(ckpt, run, model, optimizer, scheduler, config, data_record: dict, device, resumable) -> dict:
+    "Put a checkpoint's weights, optimizer, schedule and random states back into a run's objects, once its settings (all but `resumable`) and data are this run's; its `state.pt`."
+    from safetensors.torch import load_file
+    state = torch.load(ckpt / 'state.pt', map_location='cpu', weights_only=True)
+    saved = type(config).from_dict(state['config'])
+    changed = [k for k in saved.to_dict() if k not in resumable and getattr(saved, k) != getattr(config, k)]
+    if changed: raise ValueError(f"cannot resume {run} with other settings: {changed} differ from {saved}")
+    if state['data'] != data_record: raise ValueError(f"{run} was pretrained on other data: {state['data']}")
+    model.load_state_dict(load_file(str(ckpt / 'model.safetensors'), device=str(device)), strict=True)
+    optimizer.load_state_dict(state['optimizer']); scheduler.load_state_dict(state['scheduler'])
+    _set_rng_state(state['rng'])
+    return state
+
+def save_mae_checkpoint(run_dir, model, state: dict) -> Path:
+    "Write `run_dir/checkpoint/` (MAE weights as safetensors, its config, `state.pt`), replacing the old one once complete."
+    return save_run_checkpoint(run_dir, model, state, {'mae_config.json': model.config.to_json_string()})
+
+def find_mae_checkpoint(run_dir) -> Path | None:
+    "The complete MAE checkpoint folder of `run_dir` (or the previous one, if a crash hit while swapping), or None."
+    return find_run_checkpoint(run_dir, ('mae_config.json',))
 
 def load_mae(run_dir, device='cpu'):
     "The `ViTMAEForPreTraining` (encoder and decoder) of a pretraining run's last checkpoint, in eval mode."
@@ -284,7 +305,6 @@ def write_backbone(run_dir, model, record: dict) -> Path:
 @isolated_rng
 def pretrain_mae(data, out_dir, config: PretrainConfig | None = None, resume: bool = False, cache=None) -> Path:
     "MAE-pretrain a ViT on `data`'s images (labels unused) in run folder `out_dir`; returns the ViT backbone folder it writes (None: paused at `time_limit`)."
-    from safetensors.torch import load_file
     from chirploc.core import progress_bar
     from transformers import ViTMAEForPreTraining
     cfg = config or PretrainConfig()
@@ -312,14 +332,7 @@ def pretrain_mae(data, out_dir, config: PretrainConfig | None = None, resume: bo
     if ckpt is not None and not resume:
         raise FileExistsError(f"{run} holds a pretraining run: resume it (resume=True) or use another out_dir")
     if ckpt is not None:
-        state = torch.load(ckpt / 'state.pt', map_location='cpu', weights_only=True)
-        saved = PretrainConfig.from_dict(state['config'])
-        changed = [k for k in saved.to_dict() if k not in RESUMABLE_CHANGES and getattr(saved, k) != getattr(cfg, k)]
-        if changed: raise ValueError(f"cannot resume {run} with other settings: {changed} differ from {saved}")
-        if state['data'] != data_record: raise ValueError(f"{run} was pretrained on other data: {state['data']}")
-        model.load_state_dict(load_file(str(ckpt / 'model.safetensors'), device=str(device)), strict=True)
-        optimizer.load_state_dict(state['optimizer']); scheduler.load_state_dict(state['scheduler'])
-        _set_rng_state(state['rng'])
+        state = restore_run_state(ckpt, run, model, optimizer, scheduler, cfg, data_record, device, RESUMABLE_CHANGES)
         step, seconds, history = state['step'], state['seconds'], list(state['history'])
         acc, n_acc = state['pending_loss'].to(device), state['pending_steps']  # loss of steps not yet in a history row
     run.mkdir(parents=True, exist_ok=True)
