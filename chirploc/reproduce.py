@@ -300,6 +300,8 @@ def build_results(cfg: ReproConfig, backbone: str, model, history: pd.DataFrame,
                 train_seconds=float(history.epoch_s.sum()), targets=report['targets'], inference=report['inference'],
                 # beyond the contract
                 backbone_requested=cfg.backbone, loading=report.get('loading'), device_name=device_name(dev),
+                parameters=dict(total=sum(p.numel() for p in model.parameters()),
+                                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad)),
                 command=reproduce_command(cfg), world_size=int(run.get('world_size', 1)),
                 data_sha256=data_fingerprint(Path(cfg.work_dir) / 'data'),
                 early_stop=marks['early_stop'], best_test_loss=float(best.test_loss),

@@ -29,6 +29,7 @@ def test_lora_preset_tiny_end_to_end(tmp_path):
     assert res['preset'] == 'lora' and (res['n_train'], res['n_test'], res['epochs_run']) == (51, 13, 1)
     assert 'denoising-pretrained here on 51 spectrograms (3 steps' in res['backbone'] and res['backbone'].endswith(', LoRA')
     assert res['config']['pooling'] == 'cls' and res['config']['lr'] == 1e-3
+    assert 0 < res['parameters']['trainable'] < res['parameters']['total']     # the frozen ViT is not trained
     # the pretraining's figures, as the committed record's are made
     sys.path.insert(0, str(ROOT / 'tests'))
     import figures_denoise
