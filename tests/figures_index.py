@@ -52,6 +52,8 @@ NOTES = {
     'ship': 'the shipped default model\'s run (chirploc/default_model)',
     'signals': 'the SNR sweep of 08_signals: error against the signal-to-noise ratio, the model and the ridge tracker',
     'smoke': 'the CPU reproduction of the paper (`smoke` preset, seed 0)',
+    'lora': "the paper's method at CPU scale (`lora` preset, seed 0): vit-tiny pretrained here without labels (03e_denoise), LoRA + [CLS] head",
+    'experiments/lora-full-0': 'the `lora` preset with every weight of the same pretrained vit-tiny trained (full fine-tuning), seed 0',
 }
 
 
