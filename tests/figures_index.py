@@ -54,6 +54,8 @@ NOTES = {
     'smoke': 'the CPU reproduction of the paper (`smoke` preset, seed 0)',
     'lora': "the paper's method at CPU scale (`lora` preset, seed 0): vit-tiny pretrained here without labels (03e_denoise), LoRA + [CLS] head",
     'experiments/lora-full-0': 'the `lora` preset with every weight of the same pretrained vit-tiny trained (full fine-tuning), seed 0',
+    'experiments/lora-full-1': 'the same full fine-tuning on seed 1 (its data and its own pretrained backbone, runs/lora-1)',
+    'experiments/lora-full-2': 'the same full fine-tuning on seed 2 (its data and its own pretrained backbone, runs/lora-2)',
 }
 
 
