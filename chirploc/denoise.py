@@ -28,14 +28,14 @@ from .pretrain import (HISTORY, _epoch_batches, _param_groups, _rng_state, _to_u
 from .train import amp_dtype, pick_device
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'DenoiseConfig', 'clean_ridges', 'ridge_weights', 'ridge_targets', 'RidgeDenoiser',
-           'denoise_loss', 'empty_loss', 'denoising_data', 'save_denoise_checkpoint', 'find_denoise_checkpoint',
-           'load_denoiser', 'pretrain_denoise', 'fig_denoising']
+__all__ = ['RESUMABLE_CHANGES', 'DenoiseConfig', 'clean_ridges', 'ridge_weights', 'ridge_targets', 'tokens_to_image',
+           'RidgeDenoiser', 'loss_terms', 'denoise_loss', 'empty_loss', 'denoising_data', 'save_denoise_checkpoint',
+           'find_denoise_checkpoint', 'load_denoiser', 'pretrain_denoise', 'fig_denoising']
 
 # %% ../nbs/03e_denoise.ipynb #03ec006
 @dataclass
 class DenoiseConfig(Config):
-    "How to pretrain a ViT without labels as a denoiser of the chirp's ridge; the defaults are the recipe measured in 03d_lora. The fields are `chirploc pretrain --objective denoise`'s options."
+    "How to pretrain a ViT without labels as a denoiser of the chirp's ridge; the defaults are the recipe measured in 03d_lora (the `lora` and `paper` presets run it through `denoise:SHAPE` backbones)."
     vit: str | dict = option('vit-tiny', 'ViT shape: a from-scratch configuration of chirploc.model (vit-tiny, vit-micro, vit-b16-scratch) or a dict of ViTConfig fields')
     ridge_share: float = option(0.5, "share of each image's loss weight on its ridge pixels (0.5: the ridge weighs as much as the rest; 0: plain squared error)")
     ridge_threshold: float = option(0.1, 'a pixel is on the ridge where the clean image exceeds this share of its peak')
@@ -110,6 +110,11 @@ def ridge_targets(labels: pd.DataFrame, fmt='matrix', cfg: GeneratorConfig | Non
     return (t / torch.where(peak > 0, peak, torch.ones_like(peak))).numpy()
 
 # %% ../nbs/03e_denoise.ipynb #03ec018
+def tokens_to_image(y: torch.Tensor, p: int) -> torch.Tensor:
+    "Per-token patches (B, L, p * p), tokens row by row on an n x n grid, as the image (B, 1, n p, n p) they tile."
+    B, L, _ = y.shape; n = int(L ** 0.5)
+    return y.view(B, n, n, p, p).permute(0, 1, 3, 2, 4).reshape(B, 1, n * p, n * p)
+
 class RidgeDenoiser(nn.Module):
     "A ViT and two linear read-outs: each patch token draws its patch of the clean ridge image; [CLS] the whole image at 1/`cls_pool` resolution."
     def __init__(self, vit_config, cls_pool: int = 4):
@@ -124,26 +129,27 @@ class RidgeDenoiser(nn.Module):
     def forward(self, x: torch.Tensor):
         "(the ridge image (B, 1, H, W) from the patch tokens, the pooled image (B, 1, H/k, W/k) from [CLS] or None)."
         h = self.vit(pixel_values=x).last_hidden_state
-        B, n = len(x), self.side // self.p
-        img = self.patches(h[:, 1:]).view(B, n, n, self.p, self.p).permute(0, 1, 3, 2, 4).reshape(B, 1, self.side, self.side)
+        img = tokens_to_image(self.patches(h[:, 1:]), self.p)
         if self.whole is None: return img, None
         k = self.side // self.cls_pool
-        return img, self.whole(h[:, 0]).view(B, 1, k, k)
+        return img, self.whole(h[:, 0]).view(len(x), 1, k, k)
 
-def denoise_loss(out, clean: torch.Tensor, cfg: DenoiseConfig) -> torch.Tensor:
-    "The ridge-weighted squared error of the patch drawing, plus that of the [CLS] drawing against the pooled clean image."
-    img, whole = out
-    loss = (ridge_weights(clean, cfg.ridge_share, cfg.ridge_threshold) * (img - clean) ** 2).mean()
-    if whole is not None:
+def loss_terms(clean: torch.Tensor, cfg: DenoiseConfig) -> list:
+    "Each drawing's target and pixel weights: the clean image, and with a [CLS] read-out the image pooled (peak 1 again)."
+    terms = [(clean, ridge_weights(clean, cfg.ridge_share, cfg.ridge_threshold))]
+    if cfg.cls_pool:
         c = nn.functional.avg_pool2d(clean, cfg.cls_pool)
         c = c / c.amax((2, 3), keepdim=True).clamp(min=1e-12)
-        loss = loss + (ridge_weights(c, cfg.ridge_share, cfg.ridge_threshold) * (whole - c) ** 2).mean()
-    return loss
+        terms.append((c, ridge_weights(c, cfg.ridge_share, cfg.ridge_threshold)))
+    return terms
 
-def empty_loss(clean: torch.Tensor, cfg: DenoiseConfig) -> torch.Tensor:
+def denoise_loss(out, clean: torch.Tensor, cfg: DenoiseConfig, terms=None) -> torch.Tensor:
+    "The ridge-weighted squared error of the patch drawing, plus that of the [CLS] drawing against the pooled clean image (`terms`: `loss_terms`, if already made)."
+    return sum((w * (o - t) ** 2).mean() for o, (t, w) in zip(out, terms or loss_terms(clean, cfg)) if o is not None)
+
+def empty_loss(clean: torch.Tensor, cfg: DenoiseConfig, terms=None) -> torch.Tensor:
     "What `denoise_loss` gives a model that draws nothing: the scale its history is read in."
-    k = clean.shape[-1] // cfg.cls_pool if cfg.cls_pool else 0
-    return denoise_loss((torch.zeros_like(clean), clean.new_zeros(len(clean), 1, k, k) if k else None), clean, cfg)
+    return sum((w * t ** 2).mean() for t, w in (terms or loss_terms(clean, cfg)))
 
 # %% ../nbs/03e_denoise.ipynb #03ec021
 class _DenoiseBatches(torch.utils.data.Dataset):
@@ -235,12 +241,13 @@ def pretrain_denoise(data, out_dir, config: DenoiseConfig | None = None, resume:
             x, clean = _to_unit(x.to(device, non_blocking=True)), clean.to(device, non_blocking=True)
             lr = optimizer.param_groups[0]['lr']
             with ctx(): out = model(x)
-            loss = denoise_loss(tuple(None if o is None else o.float() for o in out), clean, cfg)
+            terms = loss_terms(clean, cfg)                  # targets and weights, once for the loss and its scale
+            loss = denoise_loss(tuple(None if o is None else o.float() for o in out), clean, cfg, terms)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step(); scheduler.step()
-            step += 1; acc += (loss / empty_loss(clean, cfg)).detach(); n_acc += 1
+            step += 1; acc += (loss / empty_loss(clean, cfg, terms)).detach(); n_acc += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == total:
                 mean = (acc / n_acc).item()

@@ -31,7 +31,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from chirploc.core import git_commit
-from chirploc.generate import GeneratorConfig, chirp_ridges, generate_batch, sample_chirps
+from chirploc.denoise import tokens_to_image
+from chirploc.generate import chirp_ridges, generate_batch, sample_chirps
 from chirploc.inputs import normalize_matrix
 from chirploc.labels import DEFAULT_TARGETS, LabelScaler, target_array
 from chirploc.model import ChirpLocalizer, LocalizerConfig, apply_lora
@@ -146,12 +147,6 @@ def stage_mae(work, d, a):
     h = read_history(run)
     return load_mae(run), dict(loss_first=float(h.loss.iloc[0]), loss_last=float(h.loss.iloc[-1]),
                               history=h[['step', 'loss']].values.tolist())
-
-
-def tokens_to_image(y: torch.Tensor, p: int) -> torch.Tensor:
-    "Per-token patches (B, L, p * p), tokens row by row on an n x n grid, as the image (B, 1, n p, n p) they tile."
-    B, L, _ = y.shape; n = int(L ** 0.5)
-    return y.view(B, n, n, p, p).permute(0, 1, 3, 2, 4).reshape(B, 1, n * p, n * p)
 
 
 class Denoiser(torch.nn.Module):
