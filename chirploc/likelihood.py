@@ -16,7 +16,7 @@ from .generate import GeneratorConfig, per_config, ridge_points, smoothing_matri
 
 
 # %% auto #0
-__all__ = ['LOCAL_MOVES', 'unsmooth', 'RidgeShapes', 'ridge_shapes', 'best_per_sample', 'pair_seeds', 'FigureGLS']
+__all__ = ['LOCAL_MOVES', 'SMALL_MOVES', 'unsmooth', 'RidgeShapes', 'ridge_shapes', 'best_per_sample', 'pair_seeds', 'FigureGLS']
 
 # %% ../nbs/05d_likelihood.ipynb #05dc006
 def _smoothing(cfg: GeneratorConfig):
@@ -157,6 +157,17 @@ def _local_moves():
     return np.unique(np.array(cube + ends + both + far), axis=0)
 
 LOCAL_MOVES = _local_moves()
+# the small ones, tried first: within a bin everywhere, or one bin moved alone, or the whole ridge moved in frequency
+SMALL_MOVES = LOCAL_MOVES[(np.abs(LOCAL_MOVES[:, :4]).max(1) <= 1) | ((LOCAL_MOVES[:, :4] != 0).sum(1) == 1)
+                          | ((LOCAL_MOVES[:, 2] == LOCAL_MOVES[:, 3]) & (LOCAL_MOVES[:, 0] == 0) & (LOCAL_MOVES[:, 1] == 0))]
+
+def _merge(owner, st, act, twin):
+    "The states of `act` that are no earlier state's twin (same sample, same state); the others stop, `twin` says on which."
+    if len(act) < 2: return act
+    _, first, inv = np.unique(np.c_[owner[act], st[act]], axis=0, return_index=True, return_inverse=True)
+    rep = act[first][inv.ravel()]
+    twin[act[rep != act]] = rep[rep != act]
+    return act[rep == act]
 
 class _Search:
     "Best-improvement descent over integer states (a, L, fs, fe, expo) for a batch of samples."
@@ -204,8 +215,8 @@ class _Search:
         st[idx[better]] = cand[np.arange(len(idx)), j][better]; J[idx[better]] = best[better]
         return better
 
-    def _screened(self, owner, st, J, idx, cand):
-        Ja = self.approx(owner[idx], cand)
+    def _screened(self, owner, st, J, idx, cand, width=None):
+        Ja = self.approx(owner[idx], cand, None if self.reference else width)
         m = min(self.m, cand.shape[1])
         top = np.argpartition(Ja, m - 1, axis=1)[:, :m]
         sub = np.take_along_axis(cand, top[..., None], 1)
@@ -213,7 +224,17 @@ class _Search:
 
     def pivots(self, owner, st, J, idx, tol: int = 0):
         "Keep the start point (a, fs) and try every end (L, fe, type); keep the end point (a + L, fe) and try every start."
-        "With `tol`, the kept point's frequency may move by up to tol bins as well."
+        "With `tol`, the kept point's frequency may move by up to tol bins as well. Screened as fans (`_Fans`): every ridge"
+        "through a kept point read from one window of the screening image by a fixed sparse table; `reference`: one length at a time."
+        if self.reference: return self._scan_pivots(owner, st, J, idx, tol)
+        cur = st[idx]
+        Ja, blocks = _fan_scores(self, owner[idx], cur, tol)
+        top = np.argpartition(Ja, self.m - 1, axis=1)[:, :self.m]
+        sub = _fan_states(self.sh, cur, blocks, top)
+        return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
+
+    def _scan_pivots(self, owner, st, J, idx, tol: int = 0):
+        "The first version of the pivots (method='reference'): the candidates of each length built and screened one length at a time."
         sp, cur = self.sp, st[idx]
         dd, ee, kk = (v.ravel() for v in np.meshgrid(np.arange(-sp.band, sp.band + 1), [0, 1], np.arange(-tol, tol + 1),
                                                      indexing='ij'))
@@ -230,8 +251,49 @@ class _Search:
         return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
 
     def run(self, st, owner, rounds: int = 12, chunk: int = 32, pivots: bool = True):
-        "Descend from states st (n, 5) of samples owner (n,): local moves until none helps, then the pivot scans; repeat."
-        "`pivots=False`: the local moves alone (a cheap refinement near a good answer)."
+        "Descend from states st (n, 5) of samples owner (n,): local moves until none helps (the small ones first, then all of"
+        "them), then the pivots; repeat. A state that lands on another state of its sample stops and takes its twin's answer"
+        "(the same state descends the same way). `pivots=False`: the local moves alone (a cheap refinement near a good answer)."
+        if self.reference: return self._run_reference(st, owner, rounds, chunk, pivots)
+        st = np.array(st, np.int64, copy=True); owner = np.asarray(owner)
+        J = self.exact(owner, st[:, None].copy())[:, 0]
+        twin = np.arange(len(st))                           # twin[i]: the state i stopped on (itself while it runs)
+        active = np.flatnonzero(np.isfinite(J))
+        for _ in range(rounds):
+            act = _merge(owner, st, active, twin)
+            while len(act):                                 # the small moves to convergence, then the whole set once
+                self._descend(owner, st, J, act, SMALL_MOVES, chunk, twin)
+                act = act[twin[act] == act]
+                before = st[act].copy()
+                self._descend(owner, st, J, act, LOCAL_MOVES, chunk, twin)
+                act = act[(st[act] != before).any(1) & (twin[act] == act)]
+            if not pivots: break
+            active = _merge(owner, st, active[twin[active] == active], twin)
+            moved = np.zeros(len(active), bool)
+            for s in range(0, len(active), 4 * chunk):
+                idx = active[s:s + 4 * chunk]
+                moved[s:s + 4 * chunk] = self.pivots(owner, st, J, idx)
+            active = active[moved]
+            if not len(active): break
+        root = twin                                         # follow twins to the state that ran on
+        while (twin[root] != root).any(): root = twin[root]
+        return st[root], J[root]
+
+    def _descend(self, owner, st, J, act, moves, chunk, twin):
+        "Best-improvement descent of states `act` over `moves` until none helps; states sorted by length, each chunk screened"
+        "over only the columns its candidates reach."
+        while len(act):
+            act = _merge(owner, st, act, twin)
+            act = act[np.argsort(st[act, 1], kind='stable')]
+            keep = np.zeros(len(act), bool)
+            for s in range(0, len(act), 4 * chunk):
+                idx = act[s:s + 4 * chunk]
+                cand = st[idx, None] + moves[None]
+                keep[s:s + 4 * chunk] = self._screened(owner, st, J, idx, cand, int(min(self.sh.W, cand[..., 1].max())))
+            act = act[keep]
+
+    def _run_reference(self, st, owner, rounds: int = 12, chunk: int = 32, pivots: bool = True):
+        "The first version of `run` (method='reference'): every start descends on its own, all local moves at each step."
         st = np.array(st, np.int64, copy=True); owner = np.asarray(owner)
         J = self.exact(owner, st[:, None].copy())[:, 0]
         active = np.flatnonzero(np.isfinite(J))
@@ -281,6 +343,105 @@ def best_per_sample(st, J, owner, n):
     o = np.argsort(J, kind='stable')[::-1]              # the best written last
     best[owner[o]], bJ[owner[o]] = st[o], J[o]
     return best, bJ
+
+# %% ../nbs/05d_likelihood.ipynb #fan00002
+class _Fans:
+    "For a kept end point, every ridge through it as a sparse 0/1 table over a window of the screening image (one per"
+    "direction, type and kept frequency; linear ridges away from the edges share one)."
+    def __init__(self, shapes: RidgeShapes):
+        self.sh, self.sp = shapes, shapes.space
+        sp, Q = self.sp, shapes.Q
+        self.R = (2 * sp.band + 1) * Q                                       # window rows: the kept frequency +- band
+        self.LL, self.DD = (v.ravel() for v in np.meshgrid(np.arange(sp.L_min, sp.L_max + 1), np.arange(-sp.band, sp.band + 1),
+                                                            indexing='ij'))     # candidate k: length LL[k], other end DD[k] away
+        self.K = len(self.LL)
+        self.mid = (sp.band + 2, sp.F - 3 - sp.band)    # kept frequencies whose every ridge lies 2 rows inside the image
+        self.tables = {}
+
+    def table(self, direction: str, f: int, e: int):
+        "(M (K, R W), sq (K,), sw (K,), ok (K,)): window table, sums of squares and sums, validity of the ridges through a"
+        "kept point at frequency f: direction 'end' keeps the start (a, fs = f), 'start' keeps the end (a + L, fe = f)."
+        import scipy.sparse as sps
+        shared = not e and self.mid[0] <= f <= self.mid[1]
+        key = (direction, -1 if shared else f, e)
+        if key in self.tables: return self.tables[key]
+        sp, sh, Q, W = self.sp, self.sh, self.sh.Q, self.sh.W
+        f0 = self.mid[0] if shared else f
+        L = self.LL
+        fs, fe = (np.full_like(L, f0), f0 + self.DD) if direction == 'end' else (f0 + self.DD, np.full_like(L, f0))
+        ok = sp.valid(np.zeros_like(L), L, fs, fe, np.full_like(L, e))
+        k = np.flatnonzero(ok)
+        s = sh.summary(sh.code(L[k], fs[k], fe[k], np.full(len(k), e)))
+        cq = sh.cq[s].astype(np.int64)                                       # row * Q + profile; F * Q off the ridge
+        on = cq < sp.F * Q
+        col = np.broadcast_to(np.arange(W)[None] + (0 if direction == 'end' else W - L[k, None]), on.shape)
+        r, j = np.nonzero(on)                        # 'start': the ridge ends in the window's last column
+        M = sps.csr_matrix((np.ones(len(r), np.float32), (k[r], (cq[r, j] - (f0 - sp.band) * Q) * W + col[r, j])),
+                           shape=(self.K, self.R * W))
+        sq, sw = np.ones(self.K), np.ones(self.K); sq[k], sw[k] = sh.sq[s], sh.sw[s]   # (ones where not drawable: masked)
+        self.tables[key] = (M, sq, sw, ok)
+        return self.tables[key]
+
+    def build(self) -> float:
+        "Every table now (a few seconds, once per process) rather than as the searches first need them; the seconds it took."
+        import time
+        t0 = time.perf_counter()
+        for direction in ('end', 'start'):
+            for e in (0, 1):
+                for f in range(self.sp.fe_max + 1): self.table(direction, f, e)
+        return time.perf_counter() - t0
+
+def _fans(shapes: RidgeShapes) -> _Fans:
+    if getattr(shapes, '_fans', None) is None: shapes._fans = _Fans(shapes)
+    return shapes._fans
+
+def _fan_windows(search: _Search, owner, c0, f) -> np.ndarray:
+    "Windows (R W, n) of the screening image: rows of frequencies f - band .. f + band, columns c0 .. c0 + W - 1 (zero outside)."
+    fn, Q, W = _fans(search.sh), search.sh.Q, search.sh.W
+    rows, Tp = search.im.C.shape[1], search.im.Tp
+    r = (f[:, None] - search.sp.band) * Q + np.arange(fn.R)[None]
+    r = np.where((r < 0) | (r >= rows - 1), rows - 1, r)                     # outside the image: the zero row
+    c = np.clip(c0[:, None] + np.arange(W)[None], 0, Tp - 1)
+    idx = ((owner[:, None] * rows + r) * Tp)[:, :, None] + c[:, None, :]
+    return np.take(search.im.Cflat, idx.reshape(len(f), -1).T)
+
+def _fan_scores(search: _Search, owner, cur, tol: int = 0):
+    "Screening J (n, blocks * K) of the pivots about states cur (n, 5), and the blocks (shift, direction, type, kept frequency)."
+    fn, sp, W = _fans(search.sh), search.sp, search.sh.W
+    a, L = cur[:, 0], cur[:, 1]
+    out, blocks = [], []
+    for k in range(-tol, tol + 1):
+        for direction in ('end', 'start'):
+            f, c0 = (cur[:, 2] + k, a) if direction == 'end' else (cur[:, 3] + k, a + L - W)
+            X = _fan_windows(search, owner, c0, f)
+            if direction == 'end': aok = a[:, None] + fn.LL[None] <= sp.T
+            else: a2 = (a + L)[:, None] - fn.LL[None]; aok = (a2 >= 0) & (a2 <= sp.a_max)
+            for e in (0, 1):
+                Ja = np.full((len(cur), fn.K), np.inf)
+                groups = {}
+                for i, fv in enumerate(f):
+                    if 0 <= fv <= sp.fe_max: groups.setdefault(-1 if not e and fn.mid[0] <= fv <= fn.mid[1] else fv, []).append(i)
+                for g in groups.values():
+                    M, sq, sw, ok = fn.table(direction, int(f[g[0]]), e)
+                    lin = np.atleast_2d((M @ X[:, g]).T).astype(np.float64)
+                    Ja[g] = np.where(ok[None] & aok[g], search.obj(lin, sq[None], sw[None], owner[g][:, None]), np.inf)
+                out.append(Ja); blocks.append((direction, e, f))
+    return np.concatenate(out, 1), blocks
+
+def _fan_states(shapes: RidgeShapes, cur, blocks, j) -> np.ndarray:
+    "States (n, m, 5) of fan columns j (n, m) of `_fan_scores`."
+    fn = _fans(shapes)
+    b, kk = np.divmod(j, fn.K)
+    L, D = fn.LL[kk], fn.DD[kk]
+    out = np.zeros(j.shape + (5,), np.int64)
+    for bi, (direction, e, f) in enumerate(blocks):
+        m = b == bi
+        if not m.any(): continue
+        fb = np.broadcast_to(f[:, None], j.shape)[m]
+        if direction == 'end': a = np.broadcast_to(cur[:, :1], j.shape)[m]; fs, fe = fb, fb + D[m]
+        else: a = np.broadcast_to((cur[:, 0] + cur[:, 1])[:, None], j.shape)[m] - L[m]; fs, fe = fb + D[m], fb
+        out[m] = np.stack([a, L[m], fs, fe, np.full(m.sum(), e)], 1)
+    return out
 
 # %% ../nbs/05d_likelihood.ipynb #05dc013
 def pair_seeds(images: _Images, shapes: RidgeShapes, k: int = 2) -> np.ndarray:

@@ -16,7 +16,7 @@ from .data import open_source
 from .reports import prediction_table, regression_report, with_noise_levels
 from .generate import GeneratorConfig
 # the likelihood and its search (05d_likelihood); its public names stay importable from here too
-from .likelihood import (LOCAL_MOVES, FigureGLS, RidgeShapes, _Images, _Objective, _Search, _smoothing,
+from .likelihood import (LOCAL_MOVES, FigureGLS, RidgeShapes, _Images, _Objective, _Search, _fans, _smoothing,
                                  best_per_sample, pair_seeds, ridge_shapes, unsmooth)
 from .labels import split_indices, target_array
 
@@ -45,6 +45,11 @@ class LimitEstimator:
         self.batch_size, self.tracker = batch_size, tracker or RidgeTracker(cfg=self.cfg)
         self.shapes = ridge_shapes(self.cfg)
         self.gls = FigureGLS(self.cfg) if treatment == 'gls' else None
+
+    def prepare(self) -> float:
+        "Build the pivots' tables now, once per process (forked workers inherit them; otherwise the searches build them as"
+        "they first need them); the seconds it took."
+        return _fans(self.shapes).build()
 
     def _check(self, S) -> np.ndarray:
         S = np.asarray(S, np.float64)
