@@ -16,7 +16,8 @@ from .generate import GeneratorConfig, per_config, ridge_points, smoothing_matri
 
 
 # %% auto #0
-__all__ = ['LOCAL_MOVES', 'SMALL_MOVES', 'unsmooth', 'RidgeShapes', 'ridge_shapes', 'best_per_sample', 'pair_seeds', 'FigureGLS']
+__all__ = ['LOCAL_MOVES', 'SMALL_MOVES', 'MOVE_TIERS', 'unsmooth', 'RidgeShapes', 'ridge_shapes', 'best_per_sample',
+           'bump_response', 'pair_seeds', 'FigureGLS']
 
 # %% ../nbs/05d_likelihood.ipynb #05dc006
 def _smoothing(cfg: GeneratorConfig):
@@ -146,20 +147,23 @@ class _Objective:
         quad = (lin ** 2 * a22 - 2 * a12 * lin * b2 + a11 * b2 ** 2) / det
         return -np.where(c > 0, quad, b2 ** 2 / a22)
 
-def _local_moves():
-    cube = list(itertools.product((-1, 0, 1), (-1, 0, 1), (-1, 0, 1), (-1, 0, 1), (0, 1)))
-    ends = [m for da in range(-3, 4) for df in range(-8, 9) for e in (0, 1)
-            for m in ((da, -da, df, 0, e), (0, da, 0, df, e))]          # one end point moves, the other stays
-    both = [(da, db - da, dfs, dfe, e) for da in (-1, 0, 1) for db in (-1, 0, 1) for dfs in range(-4, 5)
-            for dfe in range(-4, 5) for e in (0, 1)]                    # both end points move a little
-    far = [m for d in (2, 3, 4, 6, 8, 12) for s in (1, -1)
-           for m in ((s * d, 0, 0, 0, 0), (0, s * d, 0, 0, 0), (0, 0, s * d, 0, 0), (0, 0, 0, s * d, 0), (0, 0, s * d, s * d, 0))]
-    return np.unique(np.array(cube + ends + both + far), axis=0)
+def _local_moves(groups=('cube', 'ends', 'both', 'far')):
+    moves = dict(
+        cube=list(itertools.product((-1, 0, 1), (-1, 0, 1), (-1, 0, 1), (-1, 0, 1), (0, 1))),
+        ends=[m for da in range(-3, 4) for df in range(-8, 9) for e in (0, 1)
+              for m in ((da, -da, df, 0, e), (0, da, 0, df, e))],          # one end point moves, the other stays
+        both=[(da, db - da, dfs, dfe, e) for da in (-1, 0, 1) for db in (-1, 0, 1) for dfs in range(-4, 5)
+              for dfe in range(-4, 5) for e in (0, 1)],                    # both end points move a little
+        far=[m for d in (2, 3, 4, 6, 8, 12) for s in (1, -1)
+             for m in ((s * d, 0, 0, 0, 0), (0, s * d, 0, 0, 0), (0, 0, s * d, 0, 0), (0, 0, 0, s * d, 0), (0, 0, s * d, s * d, 0))])
+    return np.unique(np.array(sum((moves[g] for g in groups), [])), axis=0)
 
 LOCAL_MOVES = _local_moves()
-# the small ones, tried first: within a bin everywhere, or one bin moved alone, or the whole ridge moved in frequency
+# tried in tiers, each to convergence before the next: the small moves (within a bin everywhere, one bin alone, the whole
+# ridge shifted in frequency), then + one end point moved and the far single moves, then all of them
 SMALL_MOVES = LOCAL_MOVES[(np.abs(LOCAL_MOVES[:, :4]).max(1) <= 1) | ((LOCAL_MOVES[:, :4] != 0).sum(1) == 1)
                           | ((LOCAL_MOVES[:, 2] == LOCAL_MOVES[:, 3]) & (LOCAL_MOVES[:, 0] == 0) & (LOCAL_MOVES[:, 1] == 0))]
+MOVE_TIERS = (SMALL_MOVES, np.unique(np.concatenate([SMALL_MOVES, _local_moves(('ends', 'far'))]), axis=0), LOCAL_MOVES)
 
 def _merge(owner, st, act, twin):
     "The states of `act` that are no earlier state's twin (same sample, same state); the others stop, `twin` says on which."
@@ -251,8 +255,8 @@ class _Search:
         return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
 
     def run(self, st, owner, rounds: int = 12, chunk: int = 32, pivots: bool = True):
-        "Descend from states st (n, 5) of samples owner (n,): local moves until none helps (the small ones first, then all of"
-        "them), then the pivots; repeat. A state that lands on another state of its sample stops and takes its twin's answer"
+        "Descend from states st (n, 5) of samples owner (n,): local moves until none helps (in tiers, `MOVE_TIERS`: the small"
+        "ones first), then the pivots; repeat. A state that lands on another state of its sample stops and takes its twin's answer"
         "(the same state descends the same way). `pivots=False`: the local moves alone (a cheap refinement near a good answer)."
         if self.reference: return self._run_reference(st, owner, rounds, chunk, pivots)
         st = np.array(st, np.int64, copy=True); owner = np.asarray(owner)
@@ -260,13 +264,7 @@ class _Search:
         twin = np.arange(len(st))                           # twin[i]: the state i stopped on (itself while it runs)
         active = np.flatnonzero(np.isfinite(J))
         for _ in range(rounds):
-            act = _merge(owner, st, active, twin)
-            while len(act):                                 # the small moves to convergence, then the whole set once
-                self._descend(owner, st, J, act, SMALL_MOVES, chunk, twin)
-                act = act[twin[act] == act]
-                before = st[act].copy()
-                self._descend(owner, st, J, act, LOCAL_MOVES, chunk, twin)
-                act = act[(st[act] != before).any(1) & (twin[act] == act)]
+            self._tiers(owner, st, J, _merge(owner, st, active, twin), MOVE_TIERS, chunk, twin)
             if not pivots: break
             active = _merge(owner, st, active[twin[active] == active], twin)
             moved = np.zeros(len(active), bool)
@@ -278,6 +276,16 @@ class _Search:
         root = twin                                         # follow twins to the state that ran on
         while (twin[root] != root).any(): root = twin[root]
         return st[root], J[root]
+
+    def _tiers(self, owner, st, J, act, tiers, chunk, twin):
+        "Descend over the last tier of moves from where the ones before it converge, until it too finds nothing."
+        if len(tiers) == 1: return self._descend(owner, st, J, act, tiers[0], chunk, twin)
+        while len(act):
+            self._tiers(owner, st, J, act, tiers[:-1], chunk, twin)
+            act = act[twin[act] == act]
+            before = st[act].copy()
+            self._descend(owner, st, J, act, tiers[-1], chunk, twin)
+            act = act[(st[act] != before).any(1) & (twin[act] == act)]
 
     def _descend(self, owner, st, J, act, moves, chunk, twin):
         "Best-improvement descent of states `act` over `moves` until none helps; states sorted by length, each chunk screened"
@@ -320,6 +328,7 @@ class _Search:
         "restart from every point of their ridges, and pivot about their end points with the kept frequency free by `tol` bins."
         sel = np.flatnonzero(np.isfinite(J) & (st[:, 1] <= short))
         if not len(sel): return st, J, owner
+        if not self.reference: sel = np.sort(sel[np.unique(np.c_[owner[sel], st[sel]], axis=0, return_index=True)[1]])  # twins once
         x = self.sh.exact(self.sh.code(st[sel, 1], st[sel, 2], st[sel, 3], st[sel, 4]))
         rows = self.sh.r0[x]
         new = [np.stack([st[sel, 0] + j, np.full(len(sel), 2), rows[:, j], rows[:, j], np.zeros(len(sel), np.int64), owner[sel]], 1)
@@ -395,11 +404,12 @@ def _fans(shapes: RidgeShapes) -> _Fans:
     if getattr(shapes, '_fans', None) is None: shapes._fans = _Fans(shapes)
     return shapes._fans
 
-def _fan_windows(search: _Search, owner, c0, f) -> np.ndarray:
-    "Windows (R W, n) of the screening image: rows of frequencies f - band .. f + band, columns c0 .. c0 + W - 1 (zero outside)."
+def _fan_windows(search: _Search, owner, c0, f, extra: int = 0) -> np.ndarray:
+    "Windows (R' W, n) of the screening image: rows of frequencies f - band .. f + band + extra, columns c0 .. c0 + W - 1"
+    "(zero outside). With `extra`, rows k Q W onwards are the window of frequency f + k."
     fn, Q, W = _fans(search.sh), search.sh.Q, search.sh.W
     rows, Tp = search.im.C.shape[1], search.im.Tp
-    r = (f[:, None] - search.sp.band) * Q + np.arange(fn.R)[None]
+    r = (f[:, None] - search.sp.band) * Q + np.arange(fn.R + extra * Q)[None]
     r = np.where((r < 0) | (r >= rows - 1), rows - 1, r)                     # outside the image: the zero row
     c = np.clip(c0[:, None] + np.arange(W)[None], 0, Tp - 1)
     idx = ((owner[:, None] * rows + r) * Tp)[:, :, None] + c[:, None, :]
@@ -410,12 +420,13 @@ def _fan_scores(search: _Search, owner, cur, tol: int = 0):
     fn, sp, W = _fans(search.sh), search.sp, search.sh.W
     a, L = cur[:, 0], cur[:, 1]
     out, blocks = [], []
-    for k in range(-tol, tol + 1):
-        for direction in ('end', 'start'):
-            f, c0 = (cur[:, 2] + k, a) if direction == 'end' else (cur[:, 3] + k, a + L - W)
-            X = _fan_windows(search, owner, c0, f)
-            if direction == 'end': aok = a[:, None] + fn.LL[None] <= sp.T
-            else: a2 = (a + L)[:, None] - fn.LL[None]; aok = (a2 >= 0) & (a2 <= sp.a_max)
+    for direction in ('end', 'start'):
+        f0, c0 = (cur[:, 2], a) if direction == 'end' else (cur[:, 3], a + L - W)
+        Xall = _fan_windows(search, owner, c0, f0 - tol, 2 * tol)        # one window for every shift of the kept frequency
+        if direction == 'end': aok = a[:, None] + fn.LL[None] <= sp.T
+        else: a2 = (a + L)[:, None] - fn.LL[None]; aok = (a2 >= 0) & (a2 <= sp.a_max)
+        for k in range(-tol, tol + 1):
+            f, X = f0 + k, Xall[(k + tol) * search.sh.Q * W:][:fn.R * W]
             for e in (0, 1):
                 Ja = np.full((len(cur), fn.K), np.inf)
                 groups = {}
@@ -444,11 +455,18 @@ def _fan_states(shapes: RidgeShapes, cur, blocks, j) -> np.ndarray:
     return out
 
 # %% ../nbs/05d_likelihood.ipynb #05dc013
-def pair_seeds(images: _Images, shapes: RidgeShapes, k: int = 2) -> np.ndarray:
-    "Start states (B, k, 4): the k best two-column ridges (starts at least 4 columns apart) by the matched filter of the bump."
+def bump_response(Z: np.ndarray, shapes: RidgeShapes) -> np.ndarray:
+    "The integer-centred bump's response (B, F, T) of images Z: the screening image's profile-0 rows, without the others."
+    Z = np.asarray(Z, np.float32)
+    Zp = np.zeros((len(Z), Z.shape[1] + 4, Z.shape[2]), np.float32); Zp[:, 2:-2] = Z
+    return sum(shapes.profiles[0, k] * Zp[:, k:k + Z.shape[1]] for k in range(5))
+
+def pair_seeds(images: _Images | np.ndarray, shapes: RidgeShapes, k: int = 2) -> np.ndarray:
+    "Start states (B, k, 4): the k best two-column ridges (starts at least 4 columns apart) by the matched filter of the bump"
+    "(`images`: a batch's screening images, or just their `bump_response`)."
     from scipy.ndimage import maximum_filter1d
     sp, Q = shapes.space, shapes.Q
-    C0 = images.C[:, :-1:Q]                                 # (B, F, T): the integer-centred bump's response
+    C0 = images if isinstance(images, np.ndarray) else images.C[:, :-1:Q]   # (B, F, T): the integer-centred bump's response
     B, F, T = C0.shape
     M = maximum_filter1d(C0, 2 * sp.band + 1, axis=1, mode='constant', cval=-np.inf)  # best first column within the band
     P = M[..., :-1] + C0[..., 1:]                           # (B, F, T - 1): pair starting in column t, second row r2

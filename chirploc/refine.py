@@ -12,7 +12,7 @@ import pandas as pd
 
 from .generate import PRESENCE
 from .bins import BIN_COLUMNS, bins_from_labels
-from .likelihood import pair_seeds
+from .likelihood import bump_response, pair_seeds, unsmooth
 from .limit import LimitEstimator
 
 # %% auto #0
@@ -30,10 +30,10 @@ GATE_REASONS = ('moved', 'joint', 'ridge')
 def off_ridge(est: LimitEstimator, S, states, tol: int = 3) -> np.ndarray:
     "Whether the image's strongest two-column ridge (05d's `pair_seeds`) lies off the ridges of states (B, 5), more than"
     "`tol` bins from its row or a column from its ends: something bright there that the answer does not explain. On figures"
-    "the ridge is looked for in the centred matrix itself (treatment 'ignore'): the generalized least squares' images cost more."
-    if est.gls is not None: est = LimitEstimator(est.cfg, kind='figure', treatment='ignore')
-    (images, _), _ = est._setup(est._check(S))
-    seed = pair_seeds(images, est.shapes, 1)[:, 0]                        # (B, 4): a, 2, fs, fe
+    "the ridge is looked for in the centred matrix itself (as treatment 'ignore'): the generalized least squares' images cost more."
+    S = est._check(S)                            # the image the search reads, and its bump's response (no screening image)
+    Z = unsmooth(S, est.cfg) if est.treatment == 'invert' else S - S.mean((1, 2), keepdims=True)
+    seed = pair_seeds(bump_response(Z, est.shapes), est.shapes, 1)[:, 0]  # (B, 4): a, 2, fs, fe
     rows = est.shapes.r0[est.shapes.exact(est.shapes.code(*states[:, 1:].T))].astype(np.int64)  # the ridge's row per column
     j = seed[:, 0] - states[:, 0]
     on = (j >= -1) & (j <= states[:, 1])
