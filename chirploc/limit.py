@@ -251,6 +251,8 @@ class LimitEstimator:
 _WORK = None  # (estimator, batch inputs) that forked workers inherit
 
 def _work_part(s):
+    import sys
+    if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(1)  # a forked worker: the parent's thread pool is not its own
     est, work = _WORK
     return est._part(*work, s)
 

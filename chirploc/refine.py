@@ -53,16 +53,17 @@ def uncertain(est: LimitEstimator, S, start, local, candidates=None, moved: int 
     return why[list(GATE_REASONS)]
 
 def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = False, candidates=None,
-                  gate: bool = True) -> pd.DataFrame:
+                  gate: bool = True, workers: int = 1) -> pd.DataFrame:
     "The likelihood's answer (LimitEstimator.refine's table) for every sample of S from labels `start`. `gate`: first the local"
     "moves alone from the answer (both types) and the best candidates, then today's full search (+ pivots, the image's best"
     "ridge, the rescue) only for the samples `uncertain` flags; attrs: the share sent, its reasons, each stage's seconds."
+    "`workers`: batches searched in that many forked processes (the same answers)."
     t0 = time.perf_counter()
-    full = LimitEstimator(kind=kind)
+    full = LimitEstimator(kind=kind, workers=workers)
     if not gate:
         r = full.refine(S, start, progress=progress, candidates=candidates)
         r.attrs.update(sent=1.0, seconds=dict(full=time.perf_counter() - t0)); return r
-    local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0)
+    local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0, workers=workers)
     r = local.refine(S, start, progress=progress, candidates=candidates, pairs=0); t1 = time.perf_counter()
     why = uncertain(local, S, bins_from_labels(start, local.cfg), r[BIN_COLUMNS].to_numpy(), candidates)
     send = why.any(axis=1).to_numpy(); t2 = time.perf_counter()
@@ -75,11 +76,12 @@ def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = 
                    seconds=dict(local=t1 - t0, gate=t2 - t1, full=time.perf_counter() - t2))
     return r
 
-def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None, gate: bool = False) -> pd.DataFrame:
+def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None, gate: bool = False,
+           workers: int = 1) -> pd.DataFrame:
     "Predicted labels (physical units, as `predict` gives them) refined by the likelihood (05d_limit) from each one; samples called chirp-free stay."
     "`candidates`: the model's other likely states (N, m, 5) (a heatmap network's; `predict(..., candidates=m)` puts them in"
     "`.attrs['candidates']`, taken from `pred` when not given): the two that fit the spectrogram best are searched from too."
-    "`gate`: the full search only where `uncertain` says so, the local moves elsewhere (`refine_states`)."
+    "`gate`: the full search only where `uncertain` says so, the local moves elsewhere (`refine_states`); `workers`: processes."
     missing = [c for c in REFINED if c not in pred]
     if missing: raise ValueError(f"refinement starts from a whole chirp: the predictions lack {missing}; use a model that "
                                  "predicts them (the default model does)")
@@ -90,7 +92,7 @@ def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, c
         raise ValueError(f"candidates has {len(candidates)} rows for {len(out)} predictions")
     if keep.any():
         r = refine_states(np.asarray(S)[keep], out.loc[keep, list(REFINED)].reset_index(drop=True), kind, progress,
-                          None if candidates is None else np.asarray(candidates)[keep], gate)
+                          None if candidates is None else np.asarray(candidates)[keep], gate, workers)
         out.attrs['refine'] = r.attrs
         for c in REFINED: out.loc[keep, c] = r[c].to_numpy()
     return out

@@ -40,24 +40,28 @@ def main(argv=None):
     p.add_argument('--out', required=True)
     p.add_argument('--full', action=argparse.BooleanOptionalAction, default=True, help="today's full refinement too")
     p.add_argument('--limit', action=argparse.BooleanOptionalAction, default=True, help='the maximum-likelihood limit too')
+    p.add_argument('--threads', type=int, default=None, help='torch threads for the network (default: as torch starts)')
+    p.add_argument('--workers', type=int, default=1, help='processes for the searches')
     a = p.parse_args(argv)
+    if a.threads: torch.set_num_threads(a.threads)
     model, src, kind, idx, labels, chirp = load_case(a)
     pred, net_s, cands, cand_s = model_pass(model, src, idx, REFINE_CANDIDATES)
     S = np.stack([src.matrix(int(i)) for i in idx])[chirp]
     start, truth, cands = pred[chirp].reset_index(drop=True), labels[chirp].reset_index(drop=True), cands[chirp]
     n, net = int(chirp.sum()), (net_s + cand_s) * chirp.mean()
-    LimitEstimator(kind=kind).refine(S[:64], start[list(REFINED)][:64], progress=False, candidates=cands[:64])  # warm-up
+    est = LimitEstimator(kind=kind); est.prepare()           # once per process: the pivots' tables (forked workers inherit them)
+    est.refine(S[:64], start[list(REFINED)][:64], progress=False, candidates=cands[:64])  # warm-up
     results, info = {'model alone': (start, net_s * chirp.mean())}, {}
     t0 = time.perf_counter()
-    r = refine_states(S, start[list(REFINED)], kind, candidates=cands, gate=True)
+    r = refine_states(S, start[list(REFINED)], kind, candidates=cands, gate=True, workers=a.workers)
     results['gated refinement (model, then the full search where uncertain)'] = (r, net + time.perf_counter() - t0)
     info = dict(sent=r.attrs['sent'], reasons=r.attrs['reasons'], stage_seconds=r.attrs['seconds'], network_seconds=net)
     if a.full:
         t0 = time.perf_counter()
-        r = refine_states(S, start[list(REFINED)], kind, candidates=cands, gate=False)
+        r = refine_states(S, start[list(REFINED)], kind, candidates=cands, gate=False, workers=a.workers)
         results['full refinement of every chirp (before)'] = (r, net + time.perf_counter() - t0)
     if a.limit:
-        r = LimitEstimator(kind=kind)(S, progress=False)
+        r = LimitEstimator(kind=kind, workers=a.workers)(S, progress=False)
         results['maximum-likelihood limit (its own seeds, no model)'] = (r, r.attrs['seconds'])
     true = target_array(truth, TARGETS)
     rows, report = [], {}
@@ -80,12 +84,12 @@ def main(argv=None):
             row['MAE / limit (max of 3)'] = f"{max(report[name]['mae_over_limit'].values()):.2f}"
     cmd = 'python tests/measure_gate.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     res = dict(command=cmd, git_commit=git_commit(), data=a.data, kind=kind, n=int(len(idx)), n_chirps=n, gate=info,
-               localizers=report, threads=torch.get_num_threads(), omp_threads=os.environ.get('OMP_NUM_THREADS'))
+               localizers=report, threads=torch.get_num_threads(), workers=a.workers, omp_threads=os.environ.get('OMP_NUM_THREADS'))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    name = f"gate_{Path(a.data).name}" + (f"_{a.n}" if a.n else '')
+    name = f"gate_{Path(a.data).name}" + (f"_{a.n}" if a.n else "") + (f"_{a.threads}t{a.workers}w" if a.threads or a.workers > 1 else "")
     atomic_write(out / f'{name}.json', json.dumps(res, indent=1))
     md = (f"# Refinement where it matters: {a.data} ({kind}s, {n:,} chirps)\n\n`{cmd}` (commit {res['git_commit']}; "
-          f"{res['threads']} torch threads, one process, 2 cores shared with other sessions: the img/s are comparable within "
+          f"{res['threads']} torch threads, searches in {a.workers} process(es), 2 cores shared with other sessions: the img/s are comparable within "
           f"this table only). img/s counts the network, the candidates' reading and the search. Sent to the full search: "
           f"{info['sent']:.1%} of the chirps (moved: {info['reasons']['moved']:.1%}, joint: {info['reasons']['joint']:.1%}, "
           f"ridge: {info['reasons']['ridge']:.1%}); the gated path's seconds: network {net:.1f}, "
