@@ -90,7 +90,7 @@ class ReproConfig(TrainConfig, ModelOptions):
     eval_train: int | None = option(None, 'evaluate at most this many train samples for Fig. 7 (default: all)')
     n_figure_check: int = option(0, 'also evaluate on this many fresh ChirpLoc100K figures (seed + 1)')
     baselines: bool = option(True, 'run the ridge tracker, the maximum-likelihood limit and the quantization floor on the same test split')
-    limit_n: int | None = option(None, 'the limit (about 20 arrays or 10 figures a second) on the first N test samples only (default: all)')
+    limit_n: int | None = option(None, 'the limit (about 70 arrays or 25 figures a second per core) on the first N test samples only (default: all)')
     refine: bool = option(False, "also refine the model's estimates by the likelihood, on the limit's samples (reported apart)")
     p_empty: float = option(0.0, "share of chirp-free samples in the data (detection); 0: the paper's data")
     max_false_alarm: float = option(0.05, "a detector's operating point: chosen on the train split for at most this rate")
