@@ -498,6 +498,7 @@ class FigureGLS:
             lam, U = np.linalg.eigh(Kc @ Kc.T)
             self.P.append(U.T @ Kc); self.U.append(U); self.lam.append(lam); self.o.append(U.T @ np.ones(len(keep)))
         self.Pf_t, self.Pt_t = (torch.from_numpy(np.ascontiguousarray(p.T)) for p in self.P)  # (n, n_keep)
+        self.Pf = self.Pf_t.numpy()
         self.LL = np.outer(*self.lam)                                # lambda_i mu_j: the smoothed noise's variances
         self.OO = np.outer(*self.o)                                  # the offset's coefficients
         self.q2_min = 1 / (12 * 256 ** 2)                            # the 8-bit colour map's quantization, at least
@@ -528,24 +529,39 @@ class FigureGLS:
         return dict(d=d, Gv=Gv, Go=Go, a22=(self.OO ** 2 / d).sum((1, 2)), b2=(self.OO * Vt / d).sum((1, 2)),
                     vv=(Vt ** 2 / d).sum((1, 2)), logdet=np.log(2 * np.pi * d).sum((1, 2)))
 
-    def terms(self, c: dict, owner, st, shapes: RidgeShapes):
-        "Exact (a11, a12, b1, Rt) of states st (n, 5) of samples owner (n,): Rt = Pf R Pt' the ridge in the eigenbasis."
+    def terms(self, c: dict, owner, st, shapes: RidgeShapes, ridge: bool = True):
+        "Exact (a11, a12, b1, Rt) of states st (n, 5) of samples owner (n,): Rt = Pf R Pt' the ridge in the eigenbasis (None"
+        "unless `ridge`). In chunks sorted by length, each as wide as its longest ridge: the columns past a ridge's end are zero."
+        import scipy.sparse as sps
         import torch
-        code = shapes.code(st[:, 1], st[:, 2], st[:, 3], st[:, 4])
-        x = shapes.exact(code)
-        r, w = shapes.r0[x].astype(np.int64), shapes.w[x].astype(np.float64)     # (n, W), (n, W, 5)
-        rows = np.clip(r[..., None] + np.arange(-2, 3), 0, shapes.F - 1)
-        cols = np.minimum(st[:, :1] + np.arange(shapes.W), self.P[1].shape[1] - 1)  # (n, W)
-        A = (torch.from_numpy(w)[..., None] * self.Pf_t[torch.from_numpy(rows)]).sum(2)  # (n, W, nf): Pf r_t per column
-        Bm = self.Pt_t[torch.from_numpy(cols)]                                           # (n, W, nt)
-        Rt = torch.bmm(A.transpose(1, 2), Bm).numpy()                                    # (n, nf, nt)
-        a11 = (Rt ** 2 / c['d'][owner]).sum((1, 2))
-        gather = lambda G: (w * G[owner[:, None, None], rows, cols[..., None]]).sum((1, 2))
-        return a11, gather(c['Go']), gather(c['Gv']), Rt
+        inv = c.get('inv_d')
+        if inv is None: inv = c['inv_d'] = 1 / c['d']
+        n, (nf, nt), F = len(st), self.LL.shape, shapes.F
+        a11, a12, b1 = np.empty(n), np.empty(n), np.empty(n)
+        Rt = np.empty((n, nf, nt)) if ridge else None
+        order = np.lexsort((owner, st[:, 1]))
+        for s in range(0, n, 256):
+            i = order[s:s + 256]; m, o = len(i), owner[i]
+            W = int(min(shapes.W, st[i, 1].max()))
+            x = shapes.exact(shapes.code(st[i, 1], st[i, 2], st[i, 3], st[i, 4]))
+            r, w = shapes.r0[x, :W].astype(np.int64), shapes.w[x, :W].astype(np.float64)     # (m, W), (m, W, 5)
+            rows = np.clip(r[..., None] + np.arange(-2, 3), 0, F - 1)
+            cols = np.minimum(st[i, :1] + np.arange(W), self.P[1].shape[1] - 1)             # (m, W)
+            Rm = sps.csr_matrix((w.ravel(), rows.ravel(), np.arange(0, 5 * m * W + 1, 5)), shape=(m * W, F))
+            A = torch.from_numpy((Rm @ self.Pf).reshape(m, W, nf))                          # Pf r_t per column
+            R = torch.bmm(A.transpose(1, 2), self.Pt_t[torch.from_numpy(cols)]).numpy()    # (m, nf, nt)
+            for b in np.unique(o):                                                          # a11 = <Rt^2, 1 / d>
+                k = np.flatnonzero(o == b)
+                a11[i[k]] = (R[k] ** 2).reshape(len(k), -1) @ inv[b].ravel()
+            a12[i] = (w * c['Go'][o[:, None, None], rows, cols[..., None]]).sum((1, 2))
+            b1[i] = (w * c['Gv'][o[:, None, None], rows, cols[..., None]]).sum((1, 2))
+            if ridge: Rt[i] = R
+        return a11, a12, b1, Rt
 
-    def fit(self, c: dict, owner, st, shapes: RidgeShapes) -> dict:
-        "Generalized least squares of states st: RSS (profiled over the scale c >= 0 and the offset), c, beta, log-likelihood."
-        a11, a12, b1, Rt = self.terms(c, owner, st, shapes)
+    def fit(self, c: dict, owner, st, shapes: RidgeShapes, ridge: bool = True) -> dict:
+        "Generalized least squares of states st: RSS (profiled over the scale c >= 0 and the offset), c, beta, log-likelihood"
+        "(and the ridge in the eigenbasis, Rt, if `ridge`)."
+        a11, a12, b1, Rt = self.terms(c, owner, st, shapes, ridge)
         a22, b2, vv = c['a22'][owner], c['b2'][owner], c['vv'][owner]
         det = a11 * a22 - a12 ** 2
         scale, beta = (b1 * a22 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det

@@ -85,7 +85,7 @@ class LimitEstimator:
             st = np.array([(40, L, 60, 60 + d, 0) for L in (4, 12, 24) for d in (-20, 0, 20)])
             owner, states = np.repeat(np.arange(B), len(st)), np.tile(st, (B, 1))
         else: owner, states = np.arange(B), st
-        a11 = self.gls.terms(c, owner, states, self.shapes)[0]
+        a11 = self.gls.terms(c, owner, states, self.shapes, ridge=False)[0]
         sq = self.shapes.sq[self.shapes.summary(self.shapes.code(*states[:, 1:].T))]
         gamma = np.bincount(owner, a11 * sq, B) / np.bincount(owner, sq * sq, B)
         obj = _Objective('affine', g11=gamma, g12=c['Go'].mean((1, 2)), a22=c['a22'], b2=c['b2'])
@@ -136,7 +136,7 @@ class LimitEstimator:
         "local moves around the best, with the noise re-estimated from the fit."
         B, owner = len(S), np.arange(len(S))
         u = np.unique(np.c_[owner_st, st], axis=0)                   # distinct (sample, state) answers
-        rss = np.concatenate([self.gls.fit(c, u[s:s + 512, 0], u[s:s + 512, 1:], self.shapes)['rss'] for s in range(0, len(u), 512)])
+        rss = np.concatenate([self.gls.fit(c, u[s:s + 512, 0], u[s:s + 512, 1:], self.shapes, ridge=False)['rss'] for s in range(0, len(u), 512)])
         best = best_per_sample(u[:, 1:], rss, u[:, 0], B)[0]
         for _ in range(rounds):
             f = self.gls.fit(c, owner, best, self.shapes)
@@ -145,7 +145,7 @@ class LimitEstimator:
             c = self.gls.setup(c['Vt'], s2, q2) | dict(Vt=c['Vt'], s2=s2, q2=q2)
             images, obj = self._gls_objective(c, best)
             search = _Search(images, obj, self.shapes, 2 * self.screen, self.method == 'reference')
-            J = self.gls.fit(c, owner, best, self.shapes)['rss']
+            J = self.gls.fit(c, owner, best, self.shapes, ridge=False)['rss']
             act = owner
             for _ in range(steps):
                 if not len(act): break
@@ -156,7 +156,7 @@ class LimitEstimator:
                 sub = np.take_along_axis(cand, top[..., None], 1)
                 ok = np.isfinite(np.take_along_axis(Ja, top, 1))
                 flat = sub[ok]; o = np.repeat(act, m)[ok.ravel()]
-                rss = np.full(sub.shape[:2], np.inf); rss[ok] = self.gls.fit(c, o, flat, self.shapes)['rss']
+                rss = np.full(sub.shape[:2], np.inf); rss[ok] = self.gls.fit(c, o, flat, self.shapes, ridge=False)['rss']
                 j = rss.argmin(1); new = rss[np.arange(len(act)), j]
                 better = new < J[act] - 1e-9 * np.abs(J[act])
                 best[act[better]] = sub[np.arange(len(act)), j][better]; J[act[better]] = new[better]
@@ -176,7 +176,7 @@ class LimitEstimator:
         if c is None: (images, obj), c = self._setup(S)
         owner = np.arange(B)
         if self.gls is not None:
-            f = self.gls.fit(c, owner, st, self.shapes)
+            f = self.gls.fit(c, owner, st, self.shapes, ridge=False)
             return dict(objective=f['rss'], loglik=f['loglik'], eta=np.sqrt(c['s2']) / np.maximum(f['scale'], 1e-12),
                         scale=f['scale'])
         images = c.get('images') or _Images(c['Z'], self.shapes)
