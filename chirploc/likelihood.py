@@ -254,23 +254,27 @@ class _Search:
         sub = np.take_along_axis(cand, top[..., None], 1)
         return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
 
-    def run(self, st, owner, rounds: int = 12, chunk: int = 32, pivots: bool = True):
+    def run(self, st, owner, rounds: int = 12, chunk: int = 32, pivots: bool = True, done=None):
         "Descend from states st (n, 5) of samples owner (n,): local moves until none helps (in tiers, `MOVE_TIERS`: the small"
         "ones first), then the pivots; repeat. A state that lands on another state of its sample stops and takes its twin's answer"
-        "(the same state descends the same way). `pivots=False`: the local moves alone (a cheap refinement near a good answer)."
+        "(the same state descends the same way); one that lands on a finished state (`done`: keys of states where every tier"
+        "and the pivots found nothing, this run's and earlier ones') stops there. `pivots=False`: the local moves alone (a cheap"
+        "refinement near a good answer)."
         if self.reference: return self._run_reference(st, owner, rounds, chunk, pivots)
         st = np.array(st, np.int64, copy=True); owner = np.asarray(owner)
         J = self.exact(owner, st[:, None].copy())[:, 0]
         twin = np.arange(len(st))                           # twin[i]: the state i stopped on (itself while it runs)
+        self._done = np.zeros(0, np.int64) if done is None or not pivots else np.unique(done)
         active = np.flatnonzero(np.isfinite(J))
         for _ in range(rounds):
-            self._tiers(owner, st, J, _merge(owner, st, active, twin), MOVE_TIERS, chunk, twin)
+            self._tiers(owner, st, J, self._running(owner, st, active, twin), MOVE_TIERS, chunk, twin)
             if not pivots: break
-            active = _merge(owner, st, active[twin[active] == active], twin)
+            active = self._running(owner, st, active[twin[active] == active], twin)
             moved = np.zeros(len(active), bool)
             for s in range(0, len(active), 4 * chunk):
                 idx = active[s:s + 4 * chunk]
                 moved[s:s + 4 * chunk] = self.pivots(owner, st, J, idx)
+            self._done = np.union1d(self._done, self.key(owner[active[~moved]], st[active[~moved]]))
             active = active[moved]
             if not len(active): break
         root = twin                                         # follow twins to the state that ran on
@@ -287,11 +291,23 @@ class _Search:
             self._descend(owner, st, J, act, tiers[-1], chunk, twin)
             act = act[(st[act] != before).any(1) & (twin[act] == act)]
 
+    def key(self, owner, st) -> np.ndarray:
+        "One int64 per (sample, state)."
+        sp = self.sp
+        return ((((owner * (sp.T + 1) + st[:, 0]) * (sp.L_max + 1) + st[:, 1]) * (sp.fs_max + 1) + st[:, 2])
+                * (sp.fe_max + 1) + st[:, 3]) * 2 + st[:, 4]
+
+    def _running(self, owner, st, act, twin):
+        "The states of `act` still to descend: not an earlier one's twin, not on a finished state."
+        act = _merge(owner, st, act, twin)
+        if len(act) and len(self._done): act = act[~np.isin(self.key(owner[act], st[act]), self._done)]
+        return act
+
     def _descend(self, owner, st, J, act, moves, chunk, twin):
         "Best-improvement descent of states `act` over `moves` until none helps; states sorted by length, each chunk screened"
         "over only the columns its candidates reach."
         while len(act):
-            act = _merge(owner, st, act, twin)
+            act = self._running(owner, st, act, twin)
             act = act[np.argsort(st[act, 1], kind='stable')]
             keep = np.zeros(len(act), bool)
             for s in range(0, len(act), 4 * chunk):
@@ -334,14 +350,15 @@ class _Search:
         new = [np.stack([st[sel, 0] + j, np.full(len(sel), 2), rows[:, j], rows[:, j], np.zeros(len(sel), np.int64), owner[sel]], 1)
                [st[sel, 1] > j] for j in range(short)]
         new = np.unique(np.concatenate(new), axis=0)
-        st2, J2 = self.run(self.sp.clip(new[:, :5]), new[:, 5])
+        done = None if self.reference else self.key(owner[np.isfinite(J)], st[np.isfinite(J)])  # the search's answers: finished
+        st2, J2 = self.run(self.sp.clip(new[:, :5]), new[:, 5], done=done)
         st3, J3 = st[sel].copy(), J[sel].copy()
         moved = np.zeros(len(sel), bool)
         for s in range(0, len(sel), chunk):
             i = np.arange(s, min(s + chunk, len(sel)))
             moved[i] = self.pivots(owner[sel], st3, J3, i, tol)
         if moved.any():
-            st4, J4 = self.run(st3[moved], owner[sel][moved])
+            st4, J4 = self.run(st3[moved], owner[sel][moved], done=done)
             st3, J3, o3 = st4, J4, owner[sel][moved]
         else: st3, J3, o3 = st3[:0], J3[:0], owner[:0]
         return (np.concatenate([st, st2, st3]), np.concatenate([J, J2, J3]), np.concatenate([owner, new[:, 5], o3]))
