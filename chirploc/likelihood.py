@@ -175,8 +175,10 @@ def _merge(owner, st, act, twin):
 
 class _Search:
     "Best-improvement descent over integer states (a, L, fs, fe, expo) for a batch of samples."
-    def __init__(self, images: _Images, objective: _Objective, shapes: RidgeShapes, screen: int = 16, reference: bool = False):
+    def __init__(self, images: _Images, objective: _Objective, shapes: RidgeShapes, screen: int = 16, reference: bool = False,
+                 tiers: bool = False):
         self.im, self.obj, self.sh, self.sp, self.m, self.reference = images, objective, shapes, shapes.space, screen, reference
+        self.tiers = MOVE_TIERS if tiers else (LOCAL_MOVES,)   # the local moves in tiers, or all of them at every step
         self.t, self.evals = np.arange(shapes.W), 0
 
     def _prepare(self, cand):
@@ -255,7 +257,7 @@ class _Search:
         return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
 
     def run(self, st, owner, rounds: int = 12, chunk: int = 32, pivots: bool = True, done=None):
-        "Descend from states st (n, 5) of samples owner (n,): local moves until none helps (in tiers, `MOVE_TIERS`: the small"
+        "Descend from states st (n, 5) of samples owner (n,): local moves until none helps (with `tiers`, `MOVE_TIERS`: the small"
         "ones first), then the pivots; repeat. A state that lands on another state of its sample stops and takes its twin's answer"
         "(the same state descends the same way); one that lands on a finished state (`done`: keys of states where every tier"
         "and the pivots found nothing, this run's and earlier ones') stops there. `pivots=False`: the local moves alone (a cheap"
@@ -267,7 +269,7 @@ class _Search:
         self._done = np.zeros(0, np.int64) if done is None or not pivots else np.unique(done)
         active = np.flatnonzero(np.isfinite(J))
         for _ in range(rounds):
-            self._tiers(owner, st, J, self._running(owner, st, active, twin), MOVE_TIERS, chunk, twin)
+            self._tiers(owner, st, J, self._running(owner, st, active, twin), self.tiers, chunk, twin)
             if not pivots: break
             active = self._running(owner, st, active[twin[active] == active], twin)
             moved = np.zeros(len(active), bool)

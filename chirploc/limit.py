@@ -31,7 +31,7 @@ class LimitEstimator:
     "ridge tracker's run and the strongest two-column ridges, and the posterior-mean labels of those bins."
     def __init__(self, cfg: GeneratorConfig | None = None, kind: str = 'array', treatment: str = 'auto', pairs: int = 3,
                  screen: int = 16, rescue: int = 4, batch_size: int = 128, tracker: RidgeTracker | None = None,
-                 keep_candidates: int = 2, method: str = 'fast', workers: int = 1, pivots: bool = True):
+                 keep_candidates: int = 2, method: str = 'fast', workers: int = 1, pivots: bool = True, tiers: bool = False):
         if kind not in ('array', 'figure'): raise ValueError(f"kind must be 'array' or 'figure', not {kind!r}")
         if treatment == 'auto': treatment = 'gls' if kind == 'figure' else 'invert'
         if treatment not in TREATMENTS: raise ValueError(f"treatment must be one of {('auto',) + TREATMENTS}, not {treatment!r}")
@@ -41,6 +41,7 @@ class LimitEstimator:
         self.cfg = cfg or GeneratorConfig()
         self.kind, self.treatment, self.pairs, self.screen, self.rescue = kind, treatment, pairs, screen, rescue
         self.keep_candidates, self.method, self.workers, self.pivots = keep_candidates, method, max(1, int(workers)), pivots
+        self.tiers = tiers  # local moves in tiers (05d_likelihood): faster, but another path
         self.stage_seconds = {}  # seconds per stage of the searches run in this process
         self.batch_size, self.tracker = batch_size, tracker or RidgeTracker(cfg=self.cfg)
         self.shapes = ridge_shapes(self.cfg)
@@ -122,7 +123,7 @@ class LimitEstimator:
         def lap(stage):
             now = time.perf_counter(); self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + now - clock[0]; clock[0] = now
         (images, obj), c = self._setup(S); lap('setup')
-        search = _Search(images, obj, self.shapes, self.screen, self.method == 'reference')
+        search = _Search(images, obj, self.shapes, self.screen, self.method == 'reference', self.tiers)
         st, owner = self._starts(S, images, start, seeds, candidates, search, pairs); lap('starts')
         st, J = search.run(st, owner, pivots=self.pivots); lap('descent')
         if self.rescue: st, J, owner = search.rescue(st, J, owner, self.rescue); lap('rescue')

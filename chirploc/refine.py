@@ -22,7 +22,7 @@ __all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_METHOD', 'GATE_REASONS', 'off
 REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
 REFINE_CANDIDATES = 8  # a heatmap network's best states offered to the refinement (it searches from the two that fit best)
 REFINE_METHOD = ("the likelihood (05d_limit) searched from the answer (both types), the best 2 of 8 candidates and the "
-                 "image's best two-column ridge; evaluate: every sample")  # recorded with refined results: change it with the search
+                 "image's best two-column ridge, local moves in tiers; evaluate: every sample")  # recorded with refined results: change it with the search
 
 #| export
 GATE_REASONS = ('moved', 'joint', 'ridge')
@@ -59,11 +59,11 @@ def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = 
     "ridge, the rescue) only for the samples `uncertain` flags; attrs: the share sent, its reasons, each stage's seconds."
     "`workers`: batches searched in that many forked processes (the same answers)."
     t0 = time.perf_counter()
-    full = LimitEstimator(kind=kind, workers=workers)
+    full = LimitEstimator(kind=kind, workers=workers, tiers=True)     # starts near the answer: the local moves in tiers
     if not gate:
         r = full.refine(S, start, progress=progress, candidates=candidates)
         r.attrs.update(sent=1.0, seconds=dict(full=time.perf_counter() - t0)); return r
-    local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0, workers=workers)
+    local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0, workers=workers, tiers=True)
     r = local.refine(S, start, progress=progress, candidates=candidates, pairs=0); t1 = time.perf_counter()
     why = uncertain(local, S, bins_from_labels(start, local.cfg), r[BIN_COLUMNS].to_numpy(), candidates)
     send = why.any(axis=1).to_numpy(); t2 = time.perf_counter()
