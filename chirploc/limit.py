@@ -87,7 +87,8 @@ class LimitEstimator:
             owner, states = np.repeat(np.arange(B), len(st)), np.tile(st, (B, 1))
         else: owner, states = np.arange(B), st
         a11 = self.gls.terms(c, owner, states, self.shapes, ridge=False)[0]
-        sq = self.shapes.sq[self.shapes.summary(self.shapes.code(*states[:, 1:].T))]
+        s = self.shapes.summary(self.shapes.code(*states[:, 1:].T))   # first: it may grow the table (a new sq)
+        sq = self.shapes.sq[s]
         gamma = np.bincount(owner, a11 * sq, B) / np.bincount(owner, sq * sq, B)
         obj = _Objective('affine', g11=gamma, g12=c['Go'].mean((1, 2)), a22=c['a22'], b2=c['b2'])
         return _Images(c['Gv'], self.shapes), obj

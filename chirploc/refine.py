@@ -34,7 +34,8 @@ def off_ridge(est: LimitEstimator, S, states, tol: int = 3) -> np.ndarray:
     S = est._check(S)                            # the image the search reads, and its bump's response (no screening image)
     Z = unsmooth(S, est.cfg) if est.treatment == 'invert' else S - S.mean((1, 2), keepdims=True)
     seed = pair_seeds(bump_response(Z, est.shapes), est.shapes, 1)[:, 0]  # (B, 4): a, 2, fs, fe
-    rows = est.shapes.r0[est.shapes.exact(est.shapes.code(*states[:, 1:].T))].astype(np.int64)  # the ridge's row per column
+    x = est.shapes.exact(est.shapes.code(*states[:, 1:].T))           # first: it may grow the table (a new r0)
+    rows = est.shapes.r0[x].astype(np.int64)                            # the ridge's row per column
     j = seed[:, 0] - states[:, 0]
     on = (j >= -1) & (j <= states[:, 1])
     row = rows[np.arange(len(states)), np.clip(j, 0, states[:, 1] - 1)]

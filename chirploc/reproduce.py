@@ -46,7 +46,7 @@ __all__ = ['FULL_TARGETS', 'PRESETS', 'PRESET_ALIASES', 'OPTION_NAMES', 'BASELIN
 FULL_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type', PRESENCE)
 
 # the CPU reproduction of the paper's method: a small from-scratch hybrid ViT on the 128x128 matrices, one-cycle
-# schedule, 3 epochs; the limit on the whole test split (about 2 minutes); a check on 500 fresh ChirpLoc100K figures
+# schedule, 3 epochs; the limit on the whole test split (about 3 minutes); a check on 500 fresh ChirpLoc100K figures
 _SMOKE = dict(n_samples=50_000, kind='array', backbone='chirploc-hybrid', input_format='matrix', pooling=None,
               epochs=3, batch_size=128, lr=1e-3, weight_decay=0.05, schedule='onecycle', warmup_epochs=0.15, patience=0,
               grad_clip=0.0, cache=False, workers=0, eval_train=10_000, n_figure_check=500, limit_n=None)

@@ -82,3 +82,26 @@ def test_bad_input():
     with pytest.raises(ValueError, match="kind must be"): LimitEstimator(kind='png')
     with pytest.raises(ValueError, match="treatment must be"): LimitEstimator(treatment='whiten')
     with pytest.raises(ValueError, match="'gls' is for figures"): LimitEstimator(treatment='gls')
+
+
+def test_tables_grow_while_read():
+    "Reading a shape's rows or sums for states the process has not met yet grows the table first: off_ridge and the"
+    "figures' screening read the grown table (with forked workers the parent meets the answers' shapes only afterwards)."
+    from chirploc.likelihood import RidgeShapes
+    from chirploc.refine import off_ridge
+    cfg = GeneratorConfig()
+    S, lab = generate_batch(range(4), seed=3, cfg=cfg)
+    sp = BinSpace.of(cfg)
+    rng = np.random.default_rng(0)
+    st = sp.clip(np.c_[rng.integers(0, 90, 3000), rng.integers(2, 32, 3000), rng.integers(1, 128, 3000),
+                       rng.integers(0, 129, 3000), rng.integers(0, 2, 3000)])
+    S = np.repeat(S, 750, axis=0)
+    est = LimitEstimator(cfg)
+    est.shapes = RidgeShapes(cfg)                                     # an empty table: 1,024 rows to start with
+    far = off_ridge(est, S, st)
+    assert est.shapes.ne > 1024 and far.shape == (3000,)
+    fig = LimitEstimator(cfg, kind='figure')
+    fig.shapes = RidgeShapes(cfg)
+    (_, obj), c = fig._setup(S[:4])
+    _, obj = fig._gls_objective(c, st[:4])
+    assert np.isfinite(obj.p['g11']).all()
