@@ -9,6 +9,7 @@ answers equal the record's, and of those that differ, how many fit better (highe
     chirploc generate --n 50000 --kind array --seed 0 --out runs/smoke/data     # the records' arrays (test split)
     chirploc generate --n 500 --kind figure --seed 1 --out runs/limit/fig500         # the records' figures
     python tests/bench_limit.py --arrays runs/smoke/data --figures runs/limit/fig500 --out figures/limit/bench
+    python tests/bench_limit.py --arrays runs/smoke/data --n_arrays 10000 --no-reference --tiers --out figures/limit/bench-all
 
 Writes bench.json and bench.md to --out. Times depend on what else the machine runs: compare the ratios.
 """
@@ -47,7 +48,7 @@ def against(out: pd.DataFrame, rec: pd.DataFrame) -> dict:
                 max_loglik_loss=float(-d[~same].min()) if (~same).any() else 0.0)
 
 
-def bench(data, kind, treatment, n, workers):
+def bench(data, kind, treatment, n, workers, reference=True, tiers=False):
     src = open_source(data)
     full = pd.read_csv(RECORDS / f'predictions_{kind}s_ml-{treatment}.csv.gz')
     rec = full.iloc[:n]
@@ -59,14 +60,18 @@ def bench(data, kind, treatment, n, workers):
     warm = np.stack([src.matrix(int(i)) for i in full['index'].iloc[n:n + 32]]) if len(full) > n else S[:8]
     for method in ('reference', 'fast'): LimitEstimator(src.cfg, kind=kind, treatment=treatment, method=method)(warm, progress=False)
     outs = {}
-    for name, kw in (('reference', dict(method='reference')), ('fast', {}), (f'fast, {workers} processes', dict(workers=workers))):
+    variants = ([('reference', dict(method='reference'))] if reference else []) + [('fast', {})] + \
+               ([('fast, tiers', dict(tiers=True))] if tiers else []) + [(f'fast, {workers} processes', dict(workers=workers))]
+    for name, kw in variants:
         est = LimitEstimator(src.cfg, kind=kind, treatment=treatment, batch_size=max(8, min(128, -(-len(S) // max(workers, 1)))), **kw)
         outs[name], ips = run(est, S)
         res[name] = dict(images_per_s=ips, stage_seconds=dict(est.stage_seconds) or None,
-                         against_record=against(outs[name], rec), against_reference=against(outs[name], outs['reference']))
+                         against_record=against(outs[name], rec),
+                         against_reference=against(outs[name], outs['reference']) if reference else None)
         print(f"{kind} {treatment} {name}: {ips:.1f} img/s", flush=True)
-    res['ratio_fast'] = res['fast']['images_per_s'] / res['reference']['images_per_s']
-    res['ratio_workers'] = res[f'fast, {workers} processes']['images_per_s'] / res['reference']['images_per_s']
+    if reference:
+        res['ratio_fast'] = res['fast']['images_per_s'] / res['reference']['images_per_s']
+        res['ratio_workers'] = res[f'fast, {workers} processes']['images_per_s'] / res['reference']['images_per_s']
     return res
 
 
@@ -80,12 +85,13 @@ def markdown(results: dict, cmd: str) -> str:
     for r in results['runs']:
         for name in [k for k in r if isinstance(r[k], dict) and 'images_per_s' in r[k]]:
             m, a, b = r[name], r[name]['against_record'], r[name]['against_reference']
-            lines.append(f"| {r['kind']} ml-{r['treatment']} ({r['n']}) | {name} | {m['images_per_s']:.1f} | "
-                         f"{m['images_per_s'] / r['reference']['images_per_s']:.2f} | {a['equal']} / {a['n']} | "
-                         f"{a['higher_loglik']} / {a['lower_loglik']} | {b['equal']} / {b['n']} |")
+            ratio = f"{m['images_per_s'] / r['reference']['images_per_s']:.2f}" if 'reference' in r else ''
+            lines.append(f"| {r['kind']} ml-{r['treatment']} ({r['n']}) | {name} | {m['images_per_s']:.1f} | {ratio} | "
+                         f"{a['equal']} / {a['n']} | {a['higher_loglik']} / {a['lower_loglik']} | "
+                         + (f"{b['equal']} / {b['n']} |" if b else '|'))
     lines += ['', 'Seconds per stage (one process):', '', '| data | estimator | ' + ' | '.join(STAGES) + ' |', '|---|---|' + '---|' * len(STAGES)]
     for r in results['runs']:
-        for name in ('reference', 'fast'):
+        for name in [k for k in ('reference', 'fast', 'fast, tiers') if k in r]:
             st = r[name]['stage_seconds'] or {}
             lines.append(f"| {r['kind']} ml-{r['treatment']} | {name} | " + ' | '.join(f"{st.get(s, 0):.2f}" for s in STAGES) + ' |')
     return '\n'.join(lines) + '\n'
@@ -100,11 +106,13 @@ def main(argv=None):
     p.add_argument('--figures', help='the figure folder of the records (runs/limit/fig500)')
     p.add_argument('--n_arrays', type=int, default=256); p.add_argument('--n_figures', type=int, default=64)
     p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--reference', action=argparse.BooleanOptionalAction, default=True, help='the first search too (slow)')
+    p.add_argument('--tiers', action=argparse.BooleanOptionalAction, default=False, help="the fast search with tiers=True too")
     p.add_argument('--out', required=True)
     a = p.parse_args(argv)
     runs = []
-    if a.arrays: runs.append(bench(a.arrays, 'array', 'invert', a.n_arrays, a.workers))
-    if a.figures: runs.append(bench(a.figures, 'figure', 'gls', a.n_figures, a.workers))
+    if a.arrays: runs.append(bench(a.arrays, 'array', 'invert', a.n_arrays, a.workers, a.reference, a.tiers))
+    if a.figures: runs.append(bench(a.figures, 'figure', 'gls', a.n_figures, a.workers, a.reference, a.tiers))
     results = dict(commit=git_commit(), device=device_name('cpu'), omp_threads=os.environ.get('OMP_NUM_THREADS'), runs=runs)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     cmd = 'python tests/bench_limit.py ' + ' '.join(argv if argv is not None else __import__('sys').argv[1:])
