@@ -346,7 +346,7 @@ class _Search:
         "restart from every point of their ridges, and pivot about their end points with the kept frequency free by `tol` bins."
         sel = np.flatnonzero(np.isfinite(J) & (st[:, 1] <= short))
         if not len(sel): return st, J, owner
-        if not self.reference: sel = np.sort(sel[np.unique(np.c_[owner[sel], st[sel]], axis=0, return_index=True)[1]])  # twins once
+        if not self.reference: sel = _merge(owner, st, sel, np.arange(len(st)))   # twins once
         x = self.sh.exact(self.sh.code(st[sel, 1], st[sel, 2], st[sel, 3], st[sel, 4]))
         rows = self.sh.r0[x]
         new = [np.stack([st[sel, 0] + j, np.full(len(sel), 2), rows[:, j], rows[:, j], np.zeros(len(sel), np.int64), owner[sel]], 1)
@@ -572,8 +572,7 @@ class FigureGLS:
             for b in np.unique(o):                                                          # a11 = <Rt^2, 1 / d>
                 k = np.flatnonzero(o == b)
                 a11[i[k]] = (R[k] ** 2).reshape(len(k), -1) @ inv[b].ravel()
-            a12[i] = (w * c['Go'][o[:, None, None], rows, cols[..., None]]).sum((1, 2))
-            b1[i] = (w * c['Gv'][o[:, None, None], rows, cols[..., None]]).sum((1, 2))
+            a12[i], b1[i] = ((w * G[o[:, None, None], rows, cols[..., None]]).sum((1, 2)) for G in (c['Go'], c['Gv']))
             if ridge: Rt[i] = R
         return a11, a12, b1, Rt
 

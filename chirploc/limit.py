@@ -61,6 +61,13 @@ class LimitEstimator:
         if not np.isfinite(S).all(): raise ValueError("the spectrograms hold NaN or infinite values")
         return S
 
+    def _working(self, S, treatment: str | None = None) -> np.ndarray:
+        "The image the screening reads under `treatment` (default this estimator's; not 'gls'): the smoothing undone"
+        "('invert') or not, centred (a free offset) unless it is an array's exact likelihood."
+        t = treatment or self.treatment
+        Z = unsmooth(S, self.cfg) if t == 'invert' else S
+        return Z if self.kind == 'array' and t == 'invert' else Z - Z.mean((1, 2), keepdims=True)
+
     # the working images and objective of a batch
     def _setup(self, S):
         n = S.shape[1] * S.shape[2]
@@ -70,12 +77,11 @@ class LimitEstimator:
             s2, q2 = self.gls.noise(Vt - beta0[:, None, None] * self.gls.OO)   # the ridge is a small part of the energy
             c = self.gls.setup(Vt, s2, q2); c.update(Vt=Vt, s2=s2, q2=q2)
             return self._gls_objective(c), c
-        Z = unsmooth(S, self.cfg) if self.treatment == 'invert' else S
+        Z = self._working(S)
         if self.kind == 'array' and self.treatment == 'invert':
             images = _Images(Z, self.shapes)
             return (images, _Objective('fixed')), dict(Z=Z, images=images)
-        Z = Z - Z.mean((1, 2), keepdims=True)   # a free offset: centre; and a free scale (the 'affine' objective)
-        B, images = len(Z), _Images(Z, self.shapes)
+        B, images = len(Z), _Images(Z, self.shapes)   # centred (a free offset), and a free scale: the 'affine' objective
         obj = _Objective('affine', g11=np.ones(B), g12=np.ones(B), a22=np.full(B, n), b2=np.zeros(B))
         return (images, obj), dict(Z=Z, images=images)
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .generate import PRESENCE
 from .bins import BIN_COLUMNS, bins_from_labels
-from .likelihood import bump_response, pair_seeds, unsmooth
+from .likelihood import bump_response, pair_seeds
 from .limit import LimitEstimator
 
 # %% auto #0
@@ -31,8 +31,7 @@ def off_ridge(est: LimitEstimator, S, states, tol: int = 3) -> np.ndarray:
     "Whether the image's strongest two-column ridge (05d's `pair_seeds`) lies off the ridges of states (B, 5), more than"
     "`tol` bins from its row or a column from its ends: something bright there that the answer does not explain. On figures"
     "the ridge is looked for in the centred matrix itself (as treatment 'ignore'): the generalized least squares' images cost more."
-    S = est._check(S)                            # the image the search reads, and its bump's response (no screening image)
-    Z = unsmooth(S, est.cfg) if est.treatment == 'invert' else S - S.mean((1, 2), keepdims=True)
+    Z = est._working(est._check(S), 'ignore' if est.gls is not None else None)   # its bump's response: no screening image
     seed = pair_seeds(bump_response(Z, est.shapes), est.shapes, 1)[:, 0]  # (B, 4): a, 2, fs, fe
     x = est.shapes.exact(est.shapes.code(*states[:, 1:].T))           # first: it may grow the table (a new r0)
     rows = est.shapes.r0[x].astype(np.int64)                            # the ridge's row per column
