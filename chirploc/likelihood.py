@@ -121,15 +121,17 @@ def ridge_shapes(cfg: GeneratorConfig | None = None) -> RidgeShapes:
 # %% ../nbs/05d_likelihood.ipynb #05dc012
 class _Images:
     "The images a batch of samples is scored against: Z (exact gathers, as a 5-row window view) and the screening responses."
-    def __init__(self, Z: np.ndarray, shapes: RidgeShapes):
+    def __init__(self, Z: np.ndarray, shapes: RidgeShapes, compiled: bool = True):
         Z = np.asarray(Z, np.float32)
         B, F, T = Z.shape
         Zp = np.zeros((B, F + 4, T), np.float32); Zp[:, 2:-2] = Z
         s = Zp.strides
         self.Z5 = as_strided(Zp, (B, F, T, 5), (s[0], s[1], s[2], s[1]))   # Z5[b, r, t] = Z[b, r-2 .. r+2, t]
-        win = as_strided(Zp, (B, F, 5, T), (s[0], s[1], s[1], s[2]))
-        Cp = np.zeros((B, F * shapes.Q + 1, shapes.Tp), np.float32)  # the last row is zero: columns off the ridge point there;
-        Cp[:, :-1, :T] = (shapes.profiles @ win).reshape(B, F * shapes.Q, T)   # (Q, 5) @ (B, F, 5, T); zero columns past T
+        if compiled: Cp = _screen_image(Zp, shapes.profiles, shapes.Tp)    # (the sums compiled, below)
+        else:
+            win = as_strided(Zp, (B, F, 5, T), (s[0], s[1], s[1], s[2]))
+            Cp = np.zeros((B, F * shapes.Q + 1, shapes.Tp), np.float32)  # the last row is zero: columns off the ridge point there;
+            Cp[:, :-1, :T] = (shapes.profiles @ win).reshape(B, F * shapes.Q, T)   # (Q, 5) @ (B, F, 5, T); zero columns past T
         self.C, self.Cflat, self.Zp, self.T, self.Tp = Cp[..., :T], Cp.reshape(-1), Zp, T, shapes.Tp
 
 class _Objective:
@@ -182,6 +184,12 @@ class _Search:
         self.t, self.evals = np.arange(shapes.W), 0
 
     def _prepare(self, cand):
+        "Start columns, shape codes and validity of candidates (n, C, 5), made canonical in place (type, an exponential's fs)."
+        if not self.reference:
+            sp, flat = self.sp, cand.reshape(-1, 5)
+            a, code, ok = _prepare_states(flat, sp.a_max, sp.L_min, sp.L_max, sp.fs_max, sp.fe_max, sp.band, sp.T)
+            if not np.shares_memory(flat, cand): cand[...] = flat.reshape(cand.shape)
+            return a.reshape(cand.shape[:-1]), code.reshape(cand.shape[:-1]), ok.reshape(cand.shape[:-1])
         cand[..., 4] %= 2
         cand[..., 2] = np.where((cand[..., 4] == 1) & (cand[..., 2] == 0), 1, cand[..., 2])  # the exponential fs 0 -> 1
         a, L, fs, fe, e = np.moveaxis(cand, -1, 0)
@@ -193,26 +201,31 @@ class _Search:
         "J of candidates (n, C, 5) of samples owner (n,); inf where invalid."
         a, code, ok = self._prepare(cand)
         s, x = self.sh.summary(code), self.sh.exact(code)
-        cols = np.minimum(a[..., None] + self.t, self.im.T - 1)
-        v = self.im.Z5[owner[:, None, None], self.sh.r0[x], cols]          # (n, C, W, 5)
-        lin = (self.sh.w[x] * v).sum((-1, -2), dtype=np.float64)
+        if self.reference:
+            cols = np.minimum(a[..., None] + self.t, self.im.T - 1)
+            v = self.im.Z5[owner[:, None, None], self.sh.r0[x], cols]          # (n, C, W, 5)
+            lin = (self.sh.w[x] * v).sum((-1, -2), dtype=np.float64)
+        else:
+            L = np.where(ok, cand[..., 1], self.sp.L_min)
+            lin = _exact_sums(self.im.Zp, self.sh.r0, self.sh.w, x.ravel(), np.repeat(owner, ok.shape[1]), a.ravel(),
+                              L.ravel()).reshape(ok.shape)
         self.evals += ok.size
         return np.where(ok, self.obj(lin, self.sh.sq[s], self.sh.sw[s], owner[:, None]), np.inf)
 
     def approx(self, owner, cand, width=None):
         "Screening J: each column's five weights replaced by the nearest of Q fractional profiles (first `width` columns)."
-        "One offset per candidate plus the shape's precomputed column offsets (int32; no clamp: the padding past T is zero)."
+        "One offset per candidate plus the shape's precomputed column offsets (no clamp: the padding past T is zero)."
         a, code, ok = self._prepare(cand)
         s = self.sh.summary(code)
         w = width or self.sh.W
         Tp, rows = self.im.Tp, self.im.C.shape[1]
         if self.reference:  # the first version's arithmetic (int64, clamped columns): the same sums, kept to time against
             idx = (owner[:, None, None] * rows + self.sh.cq[s][..., :w]) * Tp + np.minimum(a[..., None] + self.t[:w], self.im.T - 1)
-        else:
-            idx = self.sh.cqT[s, :w] if w < self.sh.W else self.sh.cqT[s]
-            if self.im.Cflat.size >= 2 ** 31: idx = idx.astype(np.int64)   # a batch too big for int32 offsets
-            idx += (owner[:, None] * (rows * Tp) + a).astype(idx.dtype)[..., None]
-        lin = np.take(self.im.Cflat, idx).sum(-1)
+            lin = np.take(self.im.Cflat, idx).sum(-1)
+        else:  # compiled: the ridge's own columns only (the zero row past them is not read)
+            L = np.minimum(np.where(ok, cand[..., 1], self.sp.L_min), w)
+            base = owner[:, None] * (rows * Tp) + a
+            lin = _screen_sums(self.im.Cflat, self.sh.cqT, s.ravel(), base.ravel(), L.ravel(), (rows - 1) * Tp).reshape(ok.shape)
         return np.where(ok, self.obj(lin, self.sh.sq[s], self.sh.sw[s], owner[:, None]), np.inf)
 
     def _take(self, st, J, idx, cand, Jc):
@@ -224,7 +237,7 @@ class _Search:
     def _screened(self, owner, st, J, idx, cand, width=None):
         Ja = self.approx(owner[idx], cand, None if self.reference else width)
         m = min(self.m, cand.shape[1])
-        top = np.argpartition(Ja, m - 1, axis=1)[:, :m]
+        top = np.argpartition(Ja, m - 1, axis=1)[:, :m] if self.reference else _smallest(Ja, m)
         sub = np.take_along_axis(cand, top[..., None], 1)
         return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
 
@@ -235,7 +248,7 @@ class _Search:
         if self.reference: return self._scan_pivots(owner, st, J, idx, tol)
         cur = st[idx]
         Ja, blocks = _fan_scores(self, owner[idx], cur, tol)
-        top = np.argpartition(Ja, self.m - 1, axis=1)[:, :self.m]
+        top = _smallest(Ja, self.m)
         sub = _fan_states(self.sh, cur, blocks, top)
         return self._take(st, J, idx, sub, self.exact(owner[idx], sub))
 
@@ -385,13 +398,20 @@ class _Fans:
         self.K = len(self.LL)
         self.mid = (sp.band + 2, sp.F - 3 - sp.band)    # kept frequencies whose every ridge lies 2 rows inside the image
         self.tables = {}
+        # the tables stacked for the compiled sums (`_fan_sums`): table j's rows are IDX[IP[j, k]:IP[j, k + 1]]
+        self.slot = np.full((2, 2, sp.fe_max + 1), -1, np.int64)  # (direction, type, kept frequency) -> stacked table
+        self._slot_of, self.ntab, self.nnz = {}, 0, 0
+        self.IP, self.IDX = np.zeros((0, self.K + 1), np.int64), np.zeros(0, np.int32)
+        self.SQ, self.SW, self.OK = np.zeros((0, self.K)), np.zeros((0, self.K)), np.zeros((0, self.K), bool)
+
+    def _key(self, direction: str, f: int, e: int):
+        return (direction, -1 if not e and self.mid[0] <= f <= self.mid[1] else f, e)
 
     def table(self, direction: str, f: int, e: int):
         "(M (K, R W), sq (K,), sw (K,), ok (K,)): window table, sums of squares and sums, validity of the ridges through a"
         "kept point at frequency f: direction 'end' keeps the start (a, fs = f), 'start' keeps the end (a + L, fe = f)."
         import scipy.sparse as sps
-        shared = not e and self.mid[0] <= f <= self.mid[1]
-        key = (direction, -1 if shared else f, e)
+        key = self._key(direction, f, e); shared = key[1] == -1
         if key in self.tables: return self.tables[key]
         sp, sh, Q, W = self.sp, self.sh, self.sh.Q, self.sh.W
         f0 = self.mid[0] if shared else f
@@ -416,47 +436,59 @@ class _Fans:
         t0 = time.perf_counter()
         for direction in ('end', 'start'):
             for e in (0, 1):
-                for f in range(self.sp.fe_max + 1): self.table(direction, f, e)
+                self.slots(direction, np.arange(self.sp.fe_max + 1), e)
         return time.perf_counter() - t0
+
+    def slots(self, direction: str, f: np.ndarray, e: int) -> np.ndarray:
+        "The stacked table of each kept frequency f (n,), stacking the ones not yet stacked; -1 outside 0 .. fe_max."
+        d, f = int(direction == 'start'), np.asarray(f)
+        out = np.full(f.shape, -1, np.int64)
+        inside = (f >= 0) & (f <= self.sp.fe_max)
+        fv = f[inside]
+        for v in np.unique(fv[self.slot[d, e, fv] < 0]):
+            key = self._key(direction, int(v), e)
+            if key not in self._slot_of: self._slot_of[key] = self._stack(*self.table(direction, int(v), e))
+            self.slot[d, e, v] = self._slot_of[key]
+        out[inside] = self.slot[d, e, fv]
+        return out
+
+    def _stack(self, M, sq, sw, ok) -> int:
+        assert (M.data == 1).all()                   # 0/1: a sum of the window's reads
+        j = self.ntab
+        if j == len(self.IP): self.IP, self.SQ, self.SW, self.OK = RidgeShapes._grow([self.IP, self.SQ, self.SW, self.OK], j + 1)
+        if self.nnz + M.nnz > len(self.IDX): self.IDX, = RidgeShapes._grow([self.IDX], self.nnz + M.nnz)
+        self.IP[j] = M.indptr + self.nnz; self.IDX[self.nnz:self.nnz + M.nnz] = M.indices
+        self.SQ[j], self.SW[j], self.OK[j] = sq, sw, ok
+        self.ntab, self.nnz = j + 1, self.nnz + M.nnz
+        return j
 
 def _fans(shapes: RidgeShapes) -> _Fans:
     if getattr(shapes, '_fans', None) is None: shapes._fans = _Fans(shapes)
     return shapes._fans
 
-def _fan_windows(search: _Search, owner, c0, f, extra: int = 0) -> np.ndarray:
-    "Windows (R' W, n) of the screening image: rows of frequencies f - band .. f + band + extra, columns c0 .. c0 + W - 1"
-    "(zero outside). With `extra`, rows k Q W onwards are the window of frequency f + k."
-    fn, Q, W = _fans(search.sh), search.sh.Q, search.sh.W
-    rows, Tp = search.im.C.shape[1], search.im.Tp
-    r = (f[:, None] - search.sp.band) * Q + np.arange(fn.R + extra * Q)[None]
-    r = np.where((r < 0) | (r >= rows - 1), rows - 1, r)                     # outside the image: the zero row
-    c = np.clip(c0[:, None] + np.arange(W)[None], 0, Tp - 1)
-    idx = ((owner[:, None] * rows + r) * Tp)[:, :, None] + c[:, None, :]
-    return np.take(search.im.Cflat, idx.reshape(len(f), -1).T)
-
 def _fan_scores(search: _Search, owner, cur, tol: int = 0):
-    "Screening J (n, blocks * K) of the pivots about states cur (n, 5), and the blocks (shift, direction, type, kept frequency)."
-    fn, sp, W = _fans(search.sh), search.sp, search.sh.W
+    "Screening J (n, blocks * K) of the pivots about states cur (n, 5), and the blocks (direction, type, kept frequency):"
+    "each kept frequency shifted by up to `tol` bins."
+    fn, sp, W, Q = _fans(search.sh), search.sp, search.sh.W, search.sh.Q
+    rows, Tp = search.im.C.shape[1], search.im.Tp
     a, L = cur[:, 0], cur[:, 1]
-    out, blocks = [], []
+    blocks, row0, col0, tab, aok = [], [], [], [], []
     for direction in ('end', 'start'):
-        f0, c0 = (cur[:, 2], a) if direction == 'end' else (cur[:, 3], a + L - W)
-        Xall = _fan_windows(search, owner, c0, f0 - tol, 2 * tol)        # one window for every shift of the kept frequency
-        if direction == 'end': aok = a[:, None] + fn.LL[None] <= sp.T
-        else: a2 = (a + L)[:, None] - fn.LL[None]; aok = (a2 >= 0) & (a2 <= sp.a_max)
+        f0, c0 = (cur[:, 2], a) if direction == 'end' else (cur[:, 3], a + L - W)   # 'start': the kept end in the last column
+        if direction == 'end': ok = a[:, None] + fn.LL[None] <= sp.T
+        else: a2 = (a + L)[:, None] - fn.LL[None]; ok = (a2 >= 0) & (a2 <= sp.a_max)
         for k in range(-tol, tol + 1):
-            f, X = f0 + k, Xall[(k + tol) * search.sh.Q * W:][:fn.R * W]
             for e in (0, 1):
-                Ja = np.full((len(cur), fn.K), np.inf)
-                groups = {}
-                for i, fv in enumerate(f):
-                    if 0 <= fv <= sp.fe_max: groups.setdefault(-1 if not e and fn.mid[0] <= fv <= fn.mid[1] else fv, []).append(i)
-                for g in groups.values():
-                    M, sq, sw, ok = fn.table(direction, int(f[g[0]]), e)
-                    lin = np.atleast_2d((M @ X[:, g]).T).astype(np.float64)
-                    Ja[g] = np.where(ok[None] & aok[g], search.obj(lin, sq[None], sw[None], owner[g][:, None]), np.inf)
-                out.append(Ja); blocks.append((direction, e, f))
-    return np.concatenate(out, 1), blocks
+                f = f0 + k
+                blocks.append((direction, e, f)); row0.append((f - sp.band) * Q); col0.append(c0)
+                tab.append(fn.slots(direction, f, e)); aok.append(ok)
+    tab = np.stack(tab, 1)
+    lin = _fan_sums(search.im.Cflat, owner * (rows * Tp), np.stack(row0, 1), np.stack(col0, 1), tab, fn.R, W, Tp, rows - 1,
+                    fn.IP, fn.IDX)                                            # (n, blocks, K)
+    t = np.maximum(tab, 0)
+    ok = fn.OK[t] & (tab >= 0)[..., None] & np.stack(aok, 1)
+    Ja = np.where(ok, search.obj(lin, fn.SQ[t], fn.SW[t], owner[:, None, None]), np.inf)
+    return Ja.reshape(len(cur), -1), blocks
 
 def _fan_states(shapes: RidgeShapes, cur, blocks, j) -> np.ndarray:
     "States (n, m, 5) of fan columns j (n, m) of `_fan_scores`."
@@ -472,6 +504,125 @@ def _fan_states(shapes: RidgeShapes, cur, blocks, j) -> np.ndarray:
         else: a = np.broadcast_to((cur[:, 0] + cur[:, 1])[:, None], j.shape)[m] - L[m]; fs, fe = fb + D[m], fb
         out[m] = np.stack([a, L[m], fs, fe, np.full(m.sum(), e)], 1)
     return out
+
+# %% ../nbs/05d_likelihood.ipynb #cmp00002
+import numba
+
+_jit = numba.njit(cache=True, nogil=True)   # compiled once per installation (cached beside the module), no GIL held
+
+@_jit
+def _prepare_states(cand, a_max, L_min, L_max, fs_max, fe_max, band, T):
+    "Each state (n, 5) made canonical in place (type mod 2, an exponential's fs 0 -> 1), whether the generator can draw it,"
+    "its start column (0 where not) and its shape code (a drawable placeholder where not)."
+    n = cand.shape[0]
+    a, code, ok = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_)
+    for i in range(n):
+        e = cand[i, 4] % 2
+        cand[i, 4] = e
+        if e == 1 and cand[i, 2] == 0: cand[i, 2] = 1
+        ai, L, fs, fe = cand[i, 0], cand[i, 1], cand[i, 2], cand[i, 3]
+        good = (0 <= ai <= a_max and L_min <= L <= L_max and e <= fs <= fs_max and 0 <= fe <= fe_max
+                and abs(fe - fs) <= band and ai + L <= T)
+        if not good: ai, L, fs, fe, e = 0, L_min, 1, 1, 0
+        a[i], ok[i] = ai, good
+        code[i] = ((L * (fs_max + 1) + fs) * (fe_max + 1) + fe) * 2 + e
+    return a, code, ok
+
+@_jit
+def _exact_sums(Zp, r0, w, x, owner, a, L):
+    "<Z, R> of n ridges: shape x (its rows r0 and five weights w per column), sample owner, start column a, length L;"
+    "Zp the images padded by two zero rows above and below."
+    n, T = x.shape[0], Zp.shape[2]
+    out = np.empty(n)
+    for i in range(n):
+        b, xi, s = owner[i], x[i], 0.0
+        for t in range(L[i]):
+            col, r = min(a[i] + t, T - 1), r0[xi, t]
+            for k in range(5): s += w[xi, t, k] * Zp[b, r + k, col]
+        out[i] = s
+    return out
+
+@_jit
+def _screen_sums(Cflat, cqT, s, base, L, zero):
+    "The screening <Z, R> of n ridges: one read per column, at base (the sample's image and the start column) + the"
+    "shape's offset cqT[s, t]; offsets past `zero` (the zero row: off the ridge) are not read."
+    n = s.shape[0]
+    out = np.empty(n)
+    for i in range(n):
+        si, bi, acc = s[i], base[i], 0.0
+        for t in range(L[i]):
+            o = cqT[si, t]
+            if o < zero: acc += Cflat[bi + o]
+        out[i] = acc
+    return out
+
+@_jit
+def _fan_sums(Cflat, base, row0, col0, tab, R, W, Tp, zero_row, IP, IDX):
+    "The pivots' screening <Z, R> (n, blocks, K): for sample i and block j, the window of rows row0[i, j] .. + R and"
+    "columns col0[i, j] .. + W of the screening image (rows outside: the zero row; columns clipped), read once, then"
+    "the K sums of table tab[i, j] (CSR: IP its row pointers, IDX positions in the window; tab -1: none, left 0)."
+    n, nb = tab.shape
+    K = IP.shape[1] - 1
+    out = np.zeros((n, nb, K))
+    buf = np.empty(R * W, np.float32)
+    for i in range(n):
+        last = (-1, -1)                                   # the window in buf (blocks of both types share one)
+        for j in range(nb):
+            t = tab[i, j]
+            if t < 0: continue
+            if (row0[i, j], col0[i, j]) != last:
+                last = (row0[i, j], col0[i, j])
+                for r in range(R):
+                    rr = row0[i, j] + r
+                    if rr < 0 or rr >= zero_row: rr = zero_row
+                    rb = base[i] + rr * Tp
+                    for c in range(W): buf[r * W + c] = Cflat[rb + min(max(col0[i, j] + c, 0), Tp - 1)]
+            for k in range(K):
+                acc = 0.0
+                for p in range(IP[t, k], IP[t, k + 1]): acc += buf[IDX[p]]
+                out[i, j, k] = acc
+    return out
+
+@_jit
+def _screen_image(Zp, profiles, Tp):
+    "The screening image C (B, F Q + 1, Tp): row r Q + q the response to profile q centred on row r, the last row and the"
+    "columns past T zero."
+    B, T = Zp.shape[0], Zp.shape[2]
+    F, Q = Zp.shape[1] - 4, profiles.shape[0]
+    C = np.zeros((B, F * Q + 1, Tp), np.float32)
+    for b in range(B):
+        for r in range(F):
+            for q in range(Q):
+                for k in range(5):
+                    p = profiles[q, k]
+                    for t in range(T): C[b, r * Q + q, t] += p * Zp[b, r + k, t]
+    return C
+
+@_jit
+def _smallest(J, m):
+    "Columns (n, m) of the m smallest values of each row of J (n, C), sorted by value and then column (ties: the first"
+    "column); `np.argpartition`'s set without its copies (the running m-th smallest rejects nearly every value at once)."
+    n, C = J.shape
+    out = np.empty((n, m), np.int64)
+    for i in range(n):
+        vals = J[i, :m].copy()
+        for k in range(m): out[i, k] = k
+        worst = 0
+        for k in range(m):
+            if vals[k] > vals[worst] or (vals[k] == vals[worst] and out[i, k] > out[i, worst]): worst = k
+        for j in range(m, C):
+            v = J[i, j]
+            if v < vals[worst]:
+                vals[worst], out[i, worst] = v, j
+                for k in range(m):                        # the last of the largest: a tie keeps the earlier column
+                    if vals[k] > vals[worst] or (vals[k] == vals[worst] and out[i, k] > out[i, worst]): worst = k
+        for k in range(1, m):                             # insertion sort by (value, column)
+            v, c, p = vals[k], out[i, k], k - 1
+            while p >= 0 and (vals[p] > v or (vals[p] == v and out[i, p] > c)):
+                vals[p + 1], out[i, p + 1] = vals[p], out[i, p]; p -= 1
+            vals[p + 1], out[i, p + 1] = v, c
+    return out
+
 
 # %% ../nbs/05d_likelihood.ipynb #05dc013
 def bump_response(Z: np.ndarray, shapes: RidgeShapes) -> np.ndarray:

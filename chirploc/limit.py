@@ -79,9 +79,9 @@ class LimitEstimator:
             return self._gls_objective(c), c
         Z = self._working(S)
         if self.kind == 'array' and self.treatment == 'invert':
-            images = _Images(Z, self.shapes)
+            images = _Images(Z, self.shapes, self.method == 'fast')
             return (images, _Objective('fixed')), dict(Z=Z, images=images)
-        B, images = len(Z), _Images(Z, self.shapes)   # centred (a free offset), and a free scale: the 'affine' objective
+        B, images = len(Z), _Images(Z, self.shapes, self.method == 'fast')   # centred (a free offset), and a free scale: the 'affine' objective
         obj = _Objective('affine', g11=np.ones(B), g12=np.ones(B), a22=np.full(B, n), b2=np.zeros(B))
         return (images, obj), dict(Z=Z, images=images)
 
@@ -97,7 +97,7 @@ class LimitEstimator:
         sq = self.shapes.sq[s]
         gamma = np.bincount(owner, a11 * sq, B) / np.bincount(owner, sq * sq, B)
         obj = _Objective('affine', g11=gamma, g12=c['Go'].mean((1, 2)), a22=c['a22'], b2=c['b2'])
-        return _Images(c['Gv'], self.shapes), obj
+        return _Images(c['Gv'], self.shapes, self.method == 'fast'), obj
 
     def _starts(self, S, images, start, seeds, candidates=None, search=None, pairs=None):
         "Start states and their samples: the tracker's run (both types, with `seeds`), the best `pairs` two-column ridges"
