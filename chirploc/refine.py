@@ -5,6 +5,7 @@
 # %% ../nbs/05e_refine.ipynb #05ec003
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -16,9 +17,15 @@ from .likelihood import bump_response, pair_seeds
 from .limit import LimitEstimator
 
 # %% auto #0
-__all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_METHOD', 'GATE_REASONS', 'off_ridge', 'uncertain', 'refine_states', 'refine']
+__all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_METHOD', 'GATE_REASONS', 'usable_cores', 'off_ridge', 'uncertain',
+           'refine_states', 'refine']
 
 # %% ../nbs/05e_refine.ipynb #05ec005
+def usable_cores() -> int:
+    "The cores this process may run on (its CPU affinity, where the system says)."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
 REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
 REFINE_CANDIDATES = 8  # a heatmap network's best states offered to the refinement (it searches from the two that fit best)
 REFINE_METHOD = ("the likelihood (05d_limit) searched from the answer (both types), the best 2 of 8 candidates and the "
@@ -53,12 +60,12 @@ def uncertain(est: LimitEstimator, S, start, local, candidates=None, moved: int 
     return why[list(GATE_REASONS)]
 
 def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = False, candidates=None,
-                  gate: bool = True, workers: int = 1) -> pd.DataFrame:
+                  gate: bool = True, workers: int | None = None) -> pd.DataFrame:
     "The likelihood's answer (LimitEstimator.refine's table) for every sample of S from labels `start`. `gate`: first the local"
     "moves alone from the answer (both types) and the best candidates, then today's full search (+ pivots, the image's best"
     "ridge, the rescue) only for the samples `uncertain` flags; attrs: the share sent, its reasons, each stage's seconds."
-    "`workers`: batches searched in that many forked processes (the same answers)."
-    t0 = time.perf_counter()
+    "`workers`: batches searched in that many forked processes (the same answers; default: one per core this process may use)."
+    t0, workers = time.perf_counter(), usable_cores() if workers is None else workers
     full = LimitEstimator(kind=kind, workers=workers, tiers=True)     # starts near the answer: the local moves in tiers
     if not gate:
         r = full.refine(S, start, progress=progress, candidates=candidates)
@@ -77,11 +84,11 @@ def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = 
     return r
 
 def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None, gate: bool = False,
-           workers: int = 1) -> pd.DataFrame:
+           workers: int | None = None) -> pd.DataFrame:
     "Predicted labels (physical units, as `predict` gives them) refined by the likelihood (05d_limit) from each one; samples called chirp-free stay."
     "`candidates`: the model's other likely states (N, m, 5) (a heatmap network's; `predict(..., candidates=m)` puts them in"
     "`.attrs['candidates']`, taken from `pred` when not given): the two that fit the spectrogram best are searched from too."
-    "`gate`: the full search only where `uncertain` says so, the local moves elsewhere (`refine_states`); `workers`: processes."
+    "`gate`: the full search only where `uncertain` says so, the local moves elsewhere (`refine_states`); `workers`: processes (default: one per core)."
     missing = [c for c in REFINED if c not in pred]
     if missing: raise ValueError(f"refinement starts from a whole chirp: the predictions lack {missing}; use a model that "
                                  "predicts them (the default model does)")
