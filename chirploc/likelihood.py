@@ -623,6 +623,17 @@ def _smallest(J, m):
             vals[p + 1], out[i, p + 1] = v, c
     return out
 
+@_jit
+def _weighted_squares(R, inv, owner):
+    "sum_ij R[k, i, j]^2 inv[owner[k], i, j] of each k: a figure ridge's a11 (`FigureGLS.terms`), R read once, no temporaries."
+    out = np.empty(R.shape[0])
+    for k in range(R.shape[0]):
+        acc, w = 0.0, inv[owner[k]]
+        for i in range(R.shape[1]):
+            for j in range(R.shape[2]): acc += R[k, i, j] * R[k, i, j] * w[i, j]
+        out[k] = acc
+    return out
+
 
 # %% ../nbs/05d_likelihood.ipynb #05dc013
 def bump_response(Z: np.ndarray, shapes: RidgeShapes) -> np.ndarray:
@@ -720,9 +731,7 @@ class FigureGLS:
             Rm = sps.csr_matrix((w.ravel(), rows.ravel(), np.arange(0, 5 * m * W + 1, 5)), shape=(m * W, F))
             A = torch.from_numpy((Rm @ self.Pf).reshape(m, W, nf))                          # Pf r_t per column
             R = torch.bmm(A.transpose(1, 2), self.Pt_t[torch.from_numpy(cols)]).numpy()    # (m, nf, nt)
-            for b in np.unique(o):                                                          # a11 = <Rt^2, 1 / d>
-                k = np.flatnonzero(o == b)
-                a11[i[k]] = (R[k] ** 2).reshape(len(k), -1) @ inv[b].ravel()
+            a11[i] = _weighted_squares(R, inv, o)                                           # a11 = <Rt^2, 1 / d>
             a12[i], b1[i] = ((w * G[o[:, None, None], rows, cols[..., None]]).sum((1, 2)) for G in (c['Go'], c['Gv']))
             if ridge: Rt[i] = R
         return a11, a12, b1, Rt
