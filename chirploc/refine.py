@@ -17,8 +17,8 @@ from .likelihood import bump_response, pair_seeds
 from .limit import LimitEstimator
 
 # %% auto #0
-__all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_METHOD', 'GATE_REASONS', 'usable_cores', 'off_ridge', 'uncertain',
-           'refine_states', 'refine']
+__all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_PAIRS', 'REFINE_METHOD', 'GATE_REASONS', 'usable_cores', 'off_ridge',
+           'uncertain', 'refine_states', 'refine']
 
 # %% ../nbs/05e_refine.ipynb #05ec005
 def usable_cores() -> int:
@@ -28,8 +28,9 @@ def usable_cores() -> int:
 
 REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
 REFINE_CANDIDATES = 8  # a heatmap network's best states offered to the refinement (it searches from the two that fit best)
+REFINE_PAIRS = 2  # the image's strongest two-column ridges searched from as well (one alone missed a short chirp the limit found)
 REFINE_METHOD = ("the likelihood (05d_limit) searched from the answer (both types), the best 2 of 8 candidates and the "
-                 "image's best two-column ridge, local moves in tiers; evaluate: every sample")  # recorded with refined results: change it with the search
+                 "image's 2 best two-column ridges, local moves in tiers; evaluate: every sample")  # recorded with refined results: change it with the search
 
 #| export
 GATE_REASONS = ('moved', 'joint', 'ridge')
@@ -62,13 +63,13 @@ def uncertain(est: LimitEstimator, S, start, local, candidates=None, moved: int 
 def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = False, candidates=None,
                   gate: bool = True, workers: int | None = None) -> pd.DataFrame:
     "The likelihood's answer (LimitEstimator.refine's table) for every sample of S from labels `start`. `gate`: first the local"
-    "moves alone from the answer (both types) and the best candidates, then today's full search (+ pivots, the image's best"
-    "ridge, the rescue) only for the samples `uncertain` flags; attrs: the share sent, its reasons, each stage's seconds."
+    "moves alone from the answer (both types) and the best candidates, then today's full search (+ pivots, the image's"
+    "`REFINE_PAIRS` best ridges, the rescue) only for the samples `uncertain` flags; attrs: the share sent, its reasons, each stage's seconds."
     "`workers`: batches searched in that many forked processes (the same answers; default: one per core this process may use)."
     t0, workers = time.perf_counter(), usable_cores() if workers is None else workers
     full = LimitEstimator(kind=kind, workers=workers, tiers=True)     # starts near the answer: the local moves in tiers
     if not gate:
-        r = full.refine(S, start, progress=progress, candidates=candidates)
+        r = full.refine(S, start, progress=progress, candidates=candidates, pairs=REFINE_PAIRS)
         r.attrs.update(sent=1.0, seconds=dict(full=time.perf_counter() - t0)); return r
     local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0, workers=workers, tiers=True)
     r = local.refine(S, start, progress=progress, candidates=candidates, pairs=0); t1 = time.perf_counter()
@@ -76,7 +77,7 @@ def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = 
     send = why.any(axis=1).to_numpy(); t2 = time.perf_counter()
     if send.any():
         r2 = full.refine(np.asarray(S)[send], start[send].reset_index(drop=True), progress=progress,
-                         candidates=None if candidates is None else np.asarray(candidates)[send])
+                         candidates=None if candidates is None else np.asarray(candidates)[send], pairs=REFINE_PAIRS)
         r = r.copy()
         for c in r2.columns: r.loc[send, c] = r2[c].to_numpy()
     r.attrs.update(sent=float(send.mean()), reasons={k: float(v) for k, v in why.mean().items()},
