@@ -6,7 +6,10 @@ and the maximum-likelihood limit, on the same samples; the share sent to the ful
     chirploc generate --n 500 --kind figure --seed 31 --out runs/gate/fig31
     python tests/measure_gate.py --data runs/gate/fig31 --out figures/experiments/refine/gate
 
-Seeds for the reported draws were not used to choose anything (the gate's thresholds were set before they were drawn).
+The records' data: figures fig31, fig32, fig35, fig36, fig37 (500 each, `--seed` the number), arrays arr33 (1,000),
+arr34 and arr36 (5,000 each). Seeds for the reported draws were not used to choose anything (the gate's thresholds were
+set before they were drawn), except seed 35's figures, on which the refinement was found to need a second ridge seed
+(REFINE_PAIRS = 2; fig36, fig37 and arr36 were drawn after that choice).
 """
 import argparse
 import json
