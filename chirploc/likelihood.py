@@ -663,11 +663,10 @@ def pair_seeds(images: _Images | np.ndarray, shapes: RidgeShapes, k: int = 2) ->
 
 # %% ../nbs/05d_likelihood.ipynb #05dc017
 def _sandwich(A: np.ndarray, X: np.ndarray, B: np.ndarray) -> np.ndarray:
-    "A' X[b] B of each matrix of X (n, a, b): one matrix product per axis (numpy's einsum of the three is several times slower)."
+    "A' X[b] B of each matrix of X (n, a, b): A' X[b] per matrix, then one product for all of them (numpy's einsum of the three"
+    "is 4 times slower)."
     n, a, b = X.shape
-    Y = (X.reshape(n * a, b) @ B).reshape(n, a, -1)
-    q = Y.shape[2]
-    return np.ascontiguousarray((A.T @ Y.transpose(1, 0, 2).reshape(a, n * q)).reshape(-1, n, q).transpose(1, 0, 2))
+    return (np.matmul(A.T, X).reshape(-1, b) @ B).reshape(n, A.shape[1], -1)
 
 @_jit
 def _noise_levels(x, E, iters, q2_min):
