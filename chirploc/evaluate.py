@@ -76,7 +76,7 @@ def evaluate_localizer(model, data, split: str = 'all', batch_size: int = 64, wo
         total = out['seconds'] + seconds
         report['refined'] = dict(targets=regression_report(pred_r, out['true'], targets, thr),
                                  inference=dict(images=int(out['n']), seconds=float(total), images_per_s=float(out['n'] / total),
-                                                device=f"{dev} + cpu (1 process)"))
+                                                device=f"{dev} + cpu ({ref.attrs.get('refine', {}).get('workers', 1)} processes)"))
         for t in targets:
             if t in REFINED: preds[f'refined_{t}'] = pred_r[:, targets.index(t)]
     return report, preds
