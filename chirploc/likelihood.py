@@ -184,29 +184,30 @@ class _Search:
         self.t, self.evals = np.arange(shapes.W), 0
 
     def _prepare(self, cand):
-        "Start columns, shape codes and validity of candidates (n, C, 5), made canonical in place (type, an exponential's fs)."
+        "Start columns, lengths, shape codes and validity of candidates (n, C, 5) (a drawable placeholder where invalid), made"
+        "canonical in place (type, an exponential's fs)."
         if not self.reference:
             sp, flat = self.sp, cand.reshape(-1, 5)
-            a, code, ok = _prepare_states(flat, sp.a_max, sp.L_min, sp.L_max, sp.fs_max, sp.fe_max, sp.band, sp.T)
+            out = _prepare_states(flat, sp.a_max, sp.L_min, sp.L_max, sp.fs_max, sp.fe_max, sp.band, sp.T)
             if not np.shares_memory(flat, cand): cand[...] = flat.reshape(cand.shape)
-            return a.reshape(cand.shape[:-1]), code.reshape(cand.shape[:-1]), ok.reshape(cand.shape[:-1])
+            return tuple(v.reshape(cand.shape[:-1]) for v in out)
         cand[..., 4] %= 2
         cand[..., 2] = np.where((cand[..., 4] == 1) & (cand[..., 2] == 0), 1, cand[..., 2])  # the exponential fs 0 -> 1
         a, L, fs, fe, e = np.moveaxis(cand, -1, 0)
         ok = self.sp.valid(a, L, fs, fe, e)
-        code = self.sh.code(np.where(ok, L, self.sp.L_min), np.where(ok, fs, 1), np.where(ok, fe, 1), np.where(ok, e, 0))
-        return np.where(ok, a, 0), code, ok
+        L = np.where(ok, L, self.sp.L_min)
+        code = self.sh.code(L, np.where(ok, fs, 1), np.where(ok, fe, 1), np.where(ok, e, 0))
+        return np.where(ok, a, 0), L, code, ok
 
     def exact(self, owner, cand):
         "J of candidates (n, C, 5) of samples owner (n,); inf where invalid."
-        a, code, ok = self._prepare(cand)
+        a, L, code, ok = self._prepare(cand)
         s, x = self.sh.summary(code), self.sh.exact(code)
         if self.reference:
             cols = np.minimum(a[..., None] + self.t, self.im.T - 1)
             v = self.im.Z5[owner[:, None, None], self.sh.r0[x], cols]          # (n, C, W, 5)
             lin = (self.sh.w[x] * v).sum((-1, -2), dtype=np.float64)
         else:
-            L = np.where(ok, cand[..., 1], self.sp.L_min)
             lin = _exact_sums(self.im.Zp, self.sh.r0, self.sh.w, x.ravel(), np.repeat(owner, ok.shape[1]), a.ravel(),
                               L.ravel()).reshape(ok.shape)
         self.evals += ok.size
@@ -215,7 +216,7 @@ class _Search:
     def approx(self, owner, cand, width=None):
         "Screening J: each column's five weights replaced by the nearest of Q fractional profiles (first `width` columns)."
         "One offset per candidate plus the shape's precomputed column offsets (no clamp: the padding past T is zero)."
-        a, code, ok = self._prepare(cand)
+        a, L, code, ok = self._prepare(cand)
         s = self.sh.summary(code)
         w = width or self.sh.W
         Tp, rows = self.im.Tp, self.im.C.shape[1]
@@ -223,9 +224,9 @@ class _Search:
             idx = (owner[:, None, None] * rows + self.sh.cq[s][..., :w]) * Tp + np.minimum(a[..., None] + self.t[:w], self.im.T - 1)
             lin = np.take(self.im.Cflat, idx).sum(-1)
         else:  # compiled: the ridge's own columns only (the zero row past them is not read)
-            L = np.minimum(np.where(ok, cand[..., 1], self.sp.L_min), w)
             base = owner[:, None] * (rows * Tp) + a
-            lin = _screen_sums(self.im.Cflat, self.sh.cqT, s.ravel(), base.ravel(), L.ravel(), (rows - 1) * Tp).reshape(ok.shape)
+            lin = _screen_sums(self.im.Cflat, self.sh.cqT, s.ravel(), base.ravel(), np.minimum(L, w).ravel(),
+                               (rows - 1) * Tp).reshape(ok.shape)
         return np.where(ok, self.obj(lin, self.sh.sq[s], self.sh.sw[s], owner[:, None]), np.inf)
 
     def _take(self, st, J, idx, cand, Jc):
@@ -397,7 +398,6 @@ class _Fans:
                                                             indexing='ij'))     # candidate k: length LL[k], other end DD[k] away
         self.K = len(self.LL)
         self.mid = (sp.band + 2, sp.F - 3 - sp.band)    # kept frequencies whose every ridge lies 2 rows inside the image
-        self.tables = {}
         # the tables stacked for the compiled sums (`_fan_sums`): table j's rows are IDX[IP[j, k]:IP[j, k + 1]]
         self.slot = np.full((2, 2, sp.fe_max + 1), -1, np.int64)  # (direction, type, kept frequency) -> stacked table
         self._slot_of, self.ntab, self.nnz = {}, 0, 0
@@ -410,9 +410,9 @@ class _Fans:
     def table(self, direction: str, f: int, e: int):
         "(M (K, R W), sq (K,), sw (K,), ok (K,)): window table, sums of squares and sums, validity of the ridges through a"
         "kept point at frequency f: direction 'end' keeps the start (a, fs = f), 'start' keeps the end (a + L, fe = f)."
+        "Built anew on each call: `slots` builds each once and keeps it, stacked."
         import scipy.sparse as sps
-        key = self._key(direction, f, e); shared = key[1] == -1
-        if key in self.tables: return self.tables[key]
+        shared = self._key(direction, f, e)[1] == -1
         sp, sh, Q, W = self.sp, self.sh, self.sh.Q, self.sh.W
         f0 = self.mid[0] if shared else f
         L = self.LL
@@ -427,8 +427,7 @@ class _Fans:
         M = sps.csr_matrix((np.ones(len(r), np.float32), (k[r], (cq[r, j] - (f0 - sp.band) * Q) * W + col[r, j])),
                            shape=(self.K, self.R * W))
         sq, sw = np.ones(self.K), np.ones(self.K); sq[k], sw[k] = sh.sq[s], sh.sw[s]   # (ones where not drawable: masked)
-        self.tables[key] = (M, sq, sw, ok)
-        return self.tables[key]
+        return M, sq, sw, ok
 
     def build(self) -> float:
         "Every table now (a few seconds, once per process) rather than as the searches first need them; the seconds it took."
@@ -512,10 +511,11 @@ _jit = numba.njit(cache=True, nogil=True)   # compiled once per installation (ca
 
 @_jit
 def _prepare_states(cand, a_max, L_min, L_max, fs_max, fe_max, band, T):
-    "Each state (n, 5) made canonical in place (type mod 2, an exponential's fs 0 -> 1), whether the generator can draw it,"
-    "its start column (0 where not) and its shape code (a drawable placeholder where not)."
+    "Each state (n, 5) made canonical in place (type mod 2, an exponential's fs 0 -> 1); its start column, length and shape"
+    "code (a drawable placeholder where the generator cannot draw it) and whether it can: `BinSpace.valid` and"
+    "`RidgeShapes.code` in one compiled pass (the chapter checks it against them, `method='reference'`)."
     n = cand.shape[0]
-    a, code, ok = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_)
+    a, length, code, ok = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_)
     for i in range(n):
         e = cand[i, 4] % 2
         cand[i, 4] = e
@@ -524,9 +524,9 @@ def _prepare_states(cand, a_max, L_min, L_max, fs_max, fe_max, band, T):
         good = (0 <= ai <= a_max and L_min <= L <= L_max and e <= fs <= fs_max and 0 <= fe <= fe_max
                 and abs(fe - fs) <= band and ai + L <= T)
         if not good: ai, L, fs, fe, e = 0, L_min, 1, 1, 0
-        a[i], ok[i] = ai, good
+        a[i], length[i], ok[i] = ai, L, good
         code[i] = ((L * (fs_max + 1) + fs) * (fe_max + 1) + fe) * 2 + e
-    return a, code, ok
+    return a, length, code, ok
 
 @_jit
 def _exact_sums(Zp, r0, w, x, owner, a, L):
@@ -599,6 +599,14 @@ def _screen_image(Zp, profiles, Tp):
     return C
 
 @_jit
+def _last_largest(vals, cols):
+    "Position of the largest of vals, of the largest column where values tie: the first to give way to a smaller value."
+    worst = 0
+    for k in range(1, len(vals)):
+        if vals[k] > vals[worst] or (vals[k] == vals[worst] and cols[k] > cols[worst]): worst = k
+    return worst
+
+@_jit
 def _smallest(J, m):
     "Columns (n, m) of the m smallest values of each row of J (n, C), sorted by value and then column (ties: the first"
     "column); `np.argpartition`'s set without its copies (the running m-th smallest rejects nearly every value at once)."
@@ -607,15 +615,12 @@ def _smallest(J, m):
     for i in range(n):
         vals = J[i, :m].copy()
         for k in range(m): out[i, k] = k
-        worst = 0
-        for k in range(m):
-            if vals[k] > vals[worst] or (vals[k] == vals[worst] and out[i, k] > out[i, worst]): worst = k
+        worst = _last_largest(vals, out[i])
         for j in range(m, C):
             v = J[i, j]
-            if v < vals[worst]:
+            if v < vals[worst]:                           # strictly: a tie keeps the earlier column
                 vals[worst], out[i, worst] = v, j
-                for k in range(m):                        # the last of the largest: a tie keeps the earlier column
-                    if vals[k] > vals[worst] or (vals[k] == vals[worst] and out[i, k] > out[i, worst]): worst = k
+                worst = _last_largest(vals, out[i])
         for k in range(1, m):                             # insertion sort by (value, column)
             v, c, p = vals[k], out[i, k], k - 1
             while p >= 0 and (vals[p] > v or (vals[p] == v and out[i, p] > c)):
