@@ -592,10 +592,11 @@ def _screen_image(Zp, profiles, Tp):
     C = np.zeros((B, F * Q + 1, Tp), np.float32)
     for b in range(B):
         for r in range(F):
+            z0, z1, z2, z3, z4 = Zp[b, r], Zp[b, r + 1], Zp[b, r + 2], Zp[b, r + 3], Zp[b, r + 4]
             for q in range(Q):
-                for k in range(5):
-                    p = profiles[q, k]
-                    for t in range(T): C[b, r * Q + q, t] += p * Zp[b, r + k, t]
+                p0, p1, p2, p3, p4 = profiles[q, 0], profiles[q, 1], profiles[q, 2], profiles[q, 3], profiles[q, 4]
+                out = C[b, r * Q + q]
+                for t in range(T): out[t] = p0 * z0[t] + p1 * z1[t] + p2 * z2[t] + p3 * z3[t] + p4 * z4[t]  # written once
     return C
 
 @_jit
@@ -628,6 +629,24 @@ def _smallest(J, m):
             vals[p + 1], out[i, p + 1] = v, c
     return out
 
+@numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+def _gls_constants(Vt, s2, q2, LL, OO, pf1, pt1, inv, oo, X):
+    "A figure batch's per-sample constants for noise levels s2, q2 in one pass over its coefficients (`FigureGLS.setup`):"
+    "d = s2 LL + q2, into inv (1 / d), oo (OO / d) and X (Vt / d); returns a22, b2, vv and Go's mean from the sums of"
+    "pf1 = Pf 1 and pt1 = Pt 1."
+    B, nf, nt = Vt.shape
+    a22, b2, vv, gm = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
+    for b in range(B):
+        for i in range(nf):
+            s22, s2b, svv, sgm = 0.0, 0.0, 0.0, 0.0
+            for j in range(nt):
+                r = 1.0 / (s2[b] * LL[i, j] + q2[b])
+                v, o = Vt[b, i, j], OO[i, j] * r
+                inv[b, i, j], oo[b, i, j], X[b, i, j] = r, o, v * r
+                s22 += OO[i, j] * o; s2b += o * v; svv += v * v * r; sgm += o * pt1[j]
+            a22[b] += s22; b2[b] += s2b; vv[b] += svv; gm[b] += pf1[i] * sgm
+    return a22, b2, vv, gm
+
 @_jit
 def _weighted_squares(R, inv, owner):
     "sum_ij R[k, i, j]^2 inv[owner[k], i, j] of each k: a figure ridge's a11 (`FigureGLS.terms`), R read once, no temporaries."
@@ -639,6 +658,51 @@ def _weighted_squares(R, inv, owner):
         out[k] = acc
     return out
 
+@numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})   # the sums may be reordered: vector loops
+def _ridge_terms(a, L, x, owner, r0, w, PfT, PtT, inv, oo, Gv):
+    "a11 = sum_ij (Pf R Pt')_ij^2 inv_ij, a12 = sum_ij (Pf R Pt')_ij oo_ij and b1 = <Gv, R> of n figure ridges (start column"
+    "a, length L, shape x, sample owner), without the projected ridge in memory: per column the five rows' Pf (A), then four"
+    "rows of Pf R Pt' at a time from four columns at a time, weighted and summed as they are made. PfT (F, nf), PtT (T, nt),"
+    "inv and oo (B, nf, nt) come zero-padded to multiples of 4 rows and 8 columns (`FigureGLS`): every loop is a full vector loop."
+    n, F, nf, T, nt, W = len(a), PfT.shape[0], PfT.shape[1], PtT.shape[0], PtT.shape[1], r0.shape[1]
+    a11, a12, b1 = np.empty(n), np.empty(n), np.empty(n)
+    A, cols = np.zeros((W + 3, nf)), np.zeros(W + 3, np.int64)
+    v0, v1, v2, v3 = np.empty(nt), np.empty(nt), np.empty(nt), np.empty(nt)
+    for k in range(n):
+        b, m, xk, s12, s1 = owner[k], min(L[k], W), x[k], 0.0, 0.0
+        for t in range(m):
+            col = min(a[k] + t, T - 1); cols[t] = col
+            for i in range(nf): A[t, i] = 0.0
+            for q in range(5):
+                row, wt = min(max(r0[xk, t] + q - 2, 0), F - 1), np.float64(w[xk, t, q])
+                s1 += wt * Gv[b, row, col]
+                for i in range(nf): A[t, i] += wt * PfT[row, i]
+        m4 = (m + 3) // 4 * 4
+        for t in range(m, m4):                        # up to four more columns, zero
+            cols[t] = cols[0]
+            for i in range(nf): A[t, i] = 0.0
+        acc = 0.0
+        for i in range(0, nf, 4):
+            for j in range(nt): v0[j] = 0.0; v1[j] = 0.0; v2[j] = 0.0; v3[j] = 0.0
+            for t in range(0, m4, 4):
+                p0, p1, p2, p3 = PtT[cols[t]], PtT[cols[t + 1]], PtT[cols[t + 2]], PtT[cols[t + 3]]
+                c00, c01, c02, c03 = A[t, i], A[t + 1, i], A[t + 2, i], A[t + 3, i]
+                c10, c11, c12, c13 = A[t, i + 1], A[t + 1, i + 1], A[t + 2, i + 1], A[t + 3, i + 1]
+                c20, c21, c22, c23 = A[t, i + 2], A[t + 1, i + 2], A[t + 2, i + 2], A[t + 3, i + 2]
+                c30, c31, c32, c33 = A[t, i + 3], A[t + 1, i + 3], A[t + 2, i + 3], A[t + 3, i + 3]
+                for j in range(nt):
+                    q0, q1, q2, q3 = p0[j], p1[j], p2[j], p3[j]
+                    v0[j] += c00 * q0 + c01 * q1 + c02 * q2 + c03 * q3
+                    v1[j] += c10 * q0 + c11 * q1 + c12 * q2 + c13 * q3
+                    v2[j] += c20 * q0 + c21 * q1 + c22 * q2 + c23 * q3
+                    v3[j] += c30 * q0 + c31 * q1 + c32 * q2 + c33 * q3
+            w0, w1, w2, w3 = inv[b, i], inv[b, i + 1], inv[b, i + 2], inv[b, i + 3]
+            o0, o1, o2, o3 = oo[b, i], oo[b, i + 1], oo[b, i + 2], oo[b, i + 3]
+            for j in range(nt):
+                acc += w0[j] * v0[j] * v0[j] + w1[j] * v1[j] * v1[j] + w2[j] * v2[j] * v2[j] + w3[j] * v3[j] * v3[j]
+                s12 += o0[j] * v0[j] + o1[j] * v1[j] + o2[j] * v2[j] + o3[j] * v3[j]
+        a11[k], a12[k], b1[k] = acc, s12, s1
+    return a11, a12, b1
 
 # %% ../nbs/05d_likelihood.ipynb #05dc013
 def bump_response(Z: np.ndarray, shapes: RidgeShapes) -> np.ndarray:
@@ -671,9 +735,9 @@ def _sandwich(A: np.ndarray, X: np.ndarray, B: np.ndarray) -> np.ndarray:
     "A' X[b] B of each matrix of X (n, a, b): A' X[b] per matrix, then one product for all of them (numpy's einsum of the three"
     "is 4 times slower)."
     n, a, b = X.shape
-    return (np.matmul(A.T, X).reshape(-1, b) @ B).reshape(n, A.shape[1], -1)
+    return (np.matmul(np.ascontiguousarray(A.T), X).reshape(-1, b) @ B).reshape(n, A.shape[1], -1)  # (A' contiguous: 20% faster)
 
-@_jit
+@numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
 def _noise_levels(x, E, iters, q2_min):
     "sigma^2, q^2 of each row of residuals E (B, n) with variances sigma^2 x + q^2, by reweighted least squares of E^2 on x"
     "(weights 1, then 1 / Var(E^2) = 1 / (2 (sigma^2 x + q^2)^2), up to the 2)."
@@ -695,8 +759,9 @@ def _noise_levels(x, E, iters, q2_min):
 class FigureGLS:
     "The figure's likelihood: V = c Kf R Kt' + beta + E, Cov E = sigma^2 (Kf Kf') x (Kt Kt') + q^2 I (the white noise smoothed, plus"
     "the colour map's reading error), in the eigenbases of Kf Kf' and Kt Kt' where it is diagonal; the cells under the left and top"
-    "spines (column 0, row F - 1) read dark on our figures and are left out (`crop`)."
-    def __init__(self, cfg: GeneratorConfig | None = None, crop: bool = True):
+    "spines (column 0, row F - 1) read dark on our figures and are left out (`crop`). `compiled`: a ridge's terms by the"
+    "compiled `_ridge_terms` (else the projected ridge in torch and numpy, as `terms(ridge=True)` always makes it)."
+    def __init__(self, cfg: GeneratorConfig | None = None, crop: bool = True, compiled: bool = True):
         import torch
         self.cfg = cfg = cfg or GeneratorConfig()
         Kf, Kt, _, _ = _smoothing(cfg)
@@ -713,6 +778,9 @@ class FigureGLS:
         self.LL = np.outer(*self.lam)                                # lambda_i mu_j: the smoothed noise's variances
         self.OO = np.outer(*self.o)                                  # the offset's coefficients
         self.q2_min = 1 / (12 * 256 ** 2)                            # the 8-bit colour map's quantization, at least
+        self.compiled, nf, nt = compiled, *self.LL.shape
+        self.pad = (-(-nf // 4) * 4, -(-nt // 8) * 8)                # the compiled loops' widths: 4 rows, 8 columns at a time
+        self.PfT, self.PtT = (np.ascontiguousarray(np.pad(p.T, ((0, 0), (0, k - p.shape[0])))) for p, k in zip(self.P, self.pad))
 
     def project(self, V: np.ndarray) -> np.ndarray:
         "The kept part of figure matrices (B, F, T) in the eigenbasis: Uf' V_kept Ut."
@@ -725,11 +793,19 @@ class FigureGLS:
 
     def setup(self, Vt: np.ndarray, s2, q2) -> dict:
         "Per-sample constants of the likelihood for noise levels s2, q2: the images whose sums along a ridge give its terms."
-        d = s2[:, None, None] * self.LL + q2[:, None, None]            # (B, nf, nt) variances
         Pf, Pt = self.P
-        Gv = _sandwich(Pf, Vt / d, Pt)                                  # b1 = <Gv, R>
+        if self.compiled:                                               # in one compiled pass; a12 = <OO / d, Pf R Pt'>, made with a11
+            (B, nf, nt), Vt = Vt.shape, np.ascontiguousarray(Vt, np.float64)
+            inv, oo, X = np.zeros((B,) + self.pad), np.zeros((B,) + self.pad), np.empty_like(Vt)
+            a22, b2, vv, gm = _gls_constants(Vt, np.asarray(s2, np.float64), np.asarray(q2, np.float64), self.LL, self.OO,
+                                             Pf.sum(1), Pt.sum(1), inv[:, :nf, :nt], oo[:, :nf, :nt], X)
+            logdet = nf * nt * np.log(2 * np.pi) - np.log(inv[:, :nf, :nt]).sum((1, 2))   # numpy's vector log
+            return dict(Gv=_sandwich(Pf, X, Pt), inv_pad=inv, oo_pad=oo, a22=a22, b2=b2, vv=vv, logdet=logdet,
+                        go_mean=gm / (Pf.shape[1] * Pt.shape[1]))
+        d = s2[:, None, None] * self.LL + q2[:, None, None]            # (B, nf, nt) variances
         Go = _sandwich(Pf, self.OO / d, Pt)                             # a12 = <Go, R>
-        return dict(d=d, Gv=Gv, Go=Go, a22=(self.OO ** 2 / d).sum((1, 2)), b2=(self.OO * Vt / d).sum((1, 2)),
+        return dict(d=d, Gv=_sandwich(Pf, Vt / d, Pt), Go=Go, go_mean=Go.mean((1, 2)),   # b1 = <Gv, R>
+                    a22=(self.OO ** 2 / d).sum((1, 2)), b2=(self.OO * Vt / d).sum((1, 2)),
                     vv=(Vt ** 2 / d).sum((1, 2)), logdet=np.log(2 * np.pi * d).sum((1, 2)))
 
     def terms(self, c: dict, owner, st, shapes: RidgeShapes, ridge: bool = True):
@@ -737,8 +813,15 @@ class FigureGLS:
         "unless `ridge`). In chunks sorted by length, each as wide as its longest ridge: the columns past a ridge's end are zero."
         import scipy.sparse as sps
         import torch
-        inv = c.get('inv_d')
-        if inv is None: inv = c['inv_d'] = 1 / c['d']
+        if self.compiled and not ridge:
+            st = np.ascontiguousarray(st, np.int64)
+            x = shapes.exact(shapes.code(st[:, 1], st[:, 2], st[:, 3], st[:, 4]))   # first: it may grow the table
+            return (*_ridge_terms(st[:, 0], st[:, 1], x, np.asarray(owner, np.int64), shapes.r0, shapes.w, self.PfT, self.PtT,
+                                  c['inv_pad'], c['oo_pad'], c['Gv']), None)
+        if 'inv_pad' in c: inv = c['inv_pad'][:, :self.LL.shape[0], :self.LL.shape[1]]
+        else:
+            inv = c.get('inv_d')
+            if inv is None: inv = c['inv_d'] = 1 / c['d']
         n, (nf, nt), F = len(st), self.LL.shape, shapes.F
         a11, a12, b1 = np.empty(n), np.empty(n), np.empty(n)
         Rt = np.empty((n, nf, nt)) if ridge else None
@@ -754,7 +837,9 @@ class FigureGLS:
             A = torch.from_numpy((Rm @ self.Pf).reshape(m, W, nf))                          # Pf r_t per column
             R = torch.bmm(A.transpose(1, 2), self.Pt_t[torch.from_numpy(cols)]).numpy()    # (m, nf, nt)
             a11[i] = _weighted_squares(R, inv, o)                                           # a11 = <Rt^2, 1 / d>
-            a12[i], b1[i] = ((w * G[o[:, None, None], rows, cols[..., None]]).sum((1, 2)) for G in (c['Go'], c['Gv']))
+            b1[i] = (w * c['Gv'][o[:, None, None], rows, cols[..., None]]).sum((1, 2))
+            a12[i] = ((w * c['Go'][o[:, None, None], rows, cols[..., None]]).sum((1, 2)) if 'Go' in c
+                      else np.einsum('kij,kij->k', R, c['oo_pad'][o, :nf, :nt]))
             if ridge: Rt[i] = R
         return a11, a12, b1, Rt
 

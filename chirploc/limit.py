@@ -17,21 +17,23 @@ from .reports import prediction_table, regression_report, with_noise_levels
 from .generate import GeneratorConfig
 # the likelihood and its search (05d_likelihood); its public names stay importable from here too
 from .likelihood import (LOCAL_MOVES, FigureGLS, RidgeShapes, _Images, _Objective, _Search, _fans, _smoothing,
-                                 best_per_sample, pair_seeds, ridge_shapes, unsmooth)
+                                 best_per_sample, bump_response, pair_seeds, ridge_shapes, unsmooth)
 from .labels import split_indices, target_array
 
 # %% auto #0
-__all__ = ['TREATMENTS', 'LIMIT_TARGETS', 'LimitEstimator', 'evaluate_limit']
+__all__ = ['TREATMENTS', 'STRONGEST', 'LIMIT_TARGETS', 'LimitEstimator', 'evaluate_limit']
 
 # %% ../nbs/05d_limit.ipynb #05dc021
 TREATMENTS = ('gls', 'invert', 'ignore')
+STRONGEST = ('ridge_a', 'ridge_fs', 'ridge_fe')  # columns of `strongest=True`: the image's strongest two-column ridge
 
 class LimitEstimator:
     "The maximum-likelihood localizer: the integer bins (and type) whose ridge best explains each spectrogram, searched from the"
     "ridge tracker's run and the strongest two-column ridges, and the posterior-mean labels of those bins."
     def __init__(self, cfg: GeneratorConfig | None = None, kind: str = 'array', treatment: str = 'auto', pairs: int = 3,
-                 screen: int = 16, rescue: int = 4, batch_size: int = 128, tracker: RidgeTracker | None = None,
-                 keep_candidates: int = 2, method: str = 'fast', workers: int = 1, pivots: bool = True, tiers: bool = False):
+                 screen: int = 16, rescue: int = 4, batch_size: int = 32, tracker: RidgeTracker | None = None,
+                 keep_candidates: int = 2, method: str = 'fast', workers: int = 1, pivots: bool = True, tiers: bool = False,
+                 strongest: bool = False):
         if kind not in ('array', 'figure'): raise ValueError(f"kind must be 'array' or 'figure', not {kind!r}")
         if treatment == 'auto': treatment = 'gls' if kind == 'figure' else 'invert'
         if treatment not in TREATMENTS: raise ValueError(f"treatment must be one of {('auto',) + TREATMENTS}, not {treatment!r}")
@@ -42,15 +44,23 @@ class LimitEstimator:
         self.kind, self.treatment, self.pairs, self.screen, self.rescue = kind, treatment, pairs, screen, rescue
         self.keep_candidates, self.method, self.workers, self.pivots = keep_candidates, method, max(1, int(workers)), pivots
         self.tiers = tiers  # local moves in tiers (05d_likelihood): faster, but another path
+        self.strongest = strongest  # the tables also give each image's strongest two-column ridge (STRONGEST: refinement's gate)
         self.stage_seconds = {}  # seconds per stage of the searches run in this process
-        self.batch_size, self.tracker = batch_size, tracker or RidgeTracker(cfg=self.cfg)
+        self.batch_size, self.tracker = batch_size, tracker or RidgeTracker(cfg=self.cfg)  # 32: a batch's images stay in the heap
         self.shapes = ridge_shapes(self.cfg)
-        self.gls = FigureGLS(self.cfg) if treatment == 'gls' else None
+        self.gls = FigureGLS(self.cfg, compiled=method == 'fast') if treatment == 'gls' else None
 
     def prepare(self) -> float:
         "Build the pivots' tables now, once per process (forked workers inherit them; otherwise the searches build them as"
         "they first need them); the seconds it took."
         return _fans(self.shapes).build()
+
+    def strongest_ridge(self, S, images: _Images | None = None) -> np.ndarray:
+        "Each image's strongest two-column ridge (B, 4: a, 2, fs, fe; `pair_seeds`' first), read from the batch's screening"
+        "`images` where given; on figures in the centred matrix itself (as treatment 'ignore': the least squares' images cost more)."
+        if images is None or self.gls is not None:
+            images = bump_response(self._working(self._check(S), 'ignore' if self.gls is not None else None), self.shapes)
+        return pair_seeds(images, self.shapes, 1)[:, 0]
 
     def _check(self, S) -> np.ndarray:
         S = np.asarray(S, np.float64)
@@ -96,7 +106,7 @@ class LimitEstimator:
         s = self.shapes.summary(self.shapes.code(*states[:, 1:].T))   # first: it may grow the table (a new sq)
         sq = self.shapes.sq[s]
         gamma = np.bincount(owner, a11 * sq, B) / np.bincount(owner, sq * sq, B)
-        obj = _Objective('affine', g11=gamma, g12=c['Go'].mean((1, 2)), a22=c['a22'], b2=c['b2'])
+        obj = _Objective('affine', g11=gamma, g12=c['go_mean'], a22=c['a22'], b2=c['b2'])
         return _Images(c['Gv'], self.shapes, self.method == 'fast'), obj
 
     def _starts(self, S, images, start, seeds, candidates=None, search=None, pairs=None):
@@ -211,12 +221,13 @@ class LimitEstimator:
         "network's `joint_candidates`), of which the `keep_candidates` that fit best are searched from as well."
         return self._run(S, start_labels, seeds=False, progress=progress, candidates=candidates, pairs=pairs)
 
-    def _part(self, S, st0, tru, candidates, seeds, pairs, s):
-        "(prediction table, exact evaluations, seconds spent checking against the truth) of the batch starting at sample s."
-        sl = slice(s, s + self.batch_size)
+    def _part(self, S, st0, tru, candidates, seeds, pairs, size, s):
+        "(prediction table, exact evaluations, seconds spent checking against the truth) of the `size` samples from sample s."
+        sl = slice(s, s + size)
         cb = None if candidates is None else np.asarray(candidates)[sl]
         best, J, c, ev = self._batch(S[sl], None if st0 is None else st0[sl], seeds, cb, pairs)
         part, checking = self._frame(S[sl], best, c), 0.0
+        if self.strongest: part[list(STRONGEST)] = self.strongest_ridge(S[sl], c.get('images'))[:, [0, 2, 3]]
         if tru is not None:  # not the estimator's work: left out of its time
             t1 = time.perf_counter()
             sc = self.score(S[sl], tru[sl], c)
@@ -235,8 +246,9 @@ class LimitEstimator:
             if len(start) != len(S): raise ValueError(f"start has {len(start)} rows for {len(S)} spectrograms")
             st0 = bins_from_labels(start.reset_index(drop=True), self.cfg)
         parts, t0, evals, checking = [], time.perf_counter(), 0, 0.0
-        work = (S, st0, tru, candidates, seeds, pairs)
-        starts = range(0, len(S), self.batch_size)
+        size = self.batch_size if self.workers == 1 else min(self.batch_size, -(-len(S) // self.workers))  # every worker busy
+        work = (S, st0, tru, candidates, seeds, pairs, size)
+        starts = range(0, len(S), size)
         with progress_bar(total=len(S), desc=f'ML localizer ({self.kind}, {self.treatment})', unit='img', disable=not progress) as bar:
             if self.workers > 1 and len(starts) > 1:  # samples are searched independently: batches in forked processes
                 self.prepare()                        # the pivots' tables built here once, inherited, not in every worker
@@ -270,7 +282,6 @@ def _one_thread():
 def _work_part(s):
     est, work = _WORK
     return est._part(*work, s)
-
 
 # %% ../nbs/05d_limit.ipynb #05dc027
 LIMIT_TARGETS = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')

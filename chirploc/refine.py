@@ -13,8 +13,7 @@ import pandas as pd
 
 from .generate import PRESENCE
 from .bins import BIN_COLUMNS, bins_from_labels
-from .likelihood import bump_response, pair_seeds
-from .limit import LimitEstimator
+from .limit import STRONGEST, LimitEstimator
 
 # %% auto #0
 __all__ = ['REFINED', 'REFINE_CANDIDATES', 'REFINE_PAIRS', 'REFINE_METHOD', 'GATE_REASONS', 'usable_cores', 'off_ridge',
@@ -35,12 +34,11 @@ REFINE_METHOD = ("the likelihood (05d_limit) searched from the answer (both type
 #| export
 GATE_REASONS = ('moved', 'joint', 'ridge')
 
-def off_ridge(est: LimitEstimator, S, states, tol: int = 3) -> np.ndarray:
-    "Whether the image's strongest two-column ridge (05d's `pair_seeds`) lies off the ridges of states (B, 5), more than"
-    "`tol` bins from its row or a column from its ends: something bright there that the answer does not explain. On figures"
-    "the ridge is looked for in the centred matrix itself (as treatment 'ignore'): the generalized least squares' images cost more."
-    Z = est._working(est._check(S), 'ignore' if est.gls is not None else None)   # its bump's response: no screening image
-    seed = pair_seeds(bump_response(Z, est.shapes), est.shapes, 1)[:, 0]  # (B, 4): a, 2, fs, fe
+def off_ridge(est: LimitEstimator, S, states, tol: int = 3, seed=None) -> np.ndarray:
+    "Whether the image's strongest two-column ridge (`LimitEstimator.strongest_ridge`; `seed` (B, 4) if already read) lies"
+    "off the ridges of states (B, 5), more than `tol` bins from its row or a column from its ends: something bright there"
+    "that the answer does not explain."
+    seed = est.strongest_ridge(S) if seed is None else np.asarray(seed, np.int64)   # (B, 4): a, 2, fs, fe
     x = est.shapes.exact(est.shapes.code(*states[:, 1:].T))           # first: it may grow the table (a new r0)
     rows = est.shapes.r0[x].astype(np.int64)                            # the ridge's row per column
     j = seed[:, 0] - states[:, 0]
@@ -48,12 +46,12 @@ def off_ridge(est: LimitEstimator, S, states, tol: int = 3) -> np.ndarray:
     row = rows[np.arange(len(states)), np.clip(j, 0, states[:, 1] - 1)]
     return ~(on & (np.abs(row - seed[:, 2]) <= tol))
 
-def uncertain(est: LimitEstimator, S, start, local, candidates=None, moved: int = 1, tol: int = 3) -> pd.DataFrame:
+def uncertain(est: LimitEstimator, S, start, local, candidates=None, moved: int = 1, tol: int = 3, seed=None) -> pd.DataFrame:
     "Why a sample needs the full search, from what is known without it: `moved`, the local refinement left the model's"
     "answer by more than `moved` bins (a, L, fs or fe); `joint`, the model's best joint candidate is that far from its own"
-    "answer (its two readings disagree); `ridge`, the image's strongest two-column ridge lies off the refined ridge."
+    "answer (its two readings disagree); `ridge`, the image's strongest two-column ridge (`seed`, if read) lies off the refined ridge."
     d = lambda a, b: np.abs(a[:, :4] - b[:, :4]).max(1) > moved
-    why = pd.DataFrame(dict(moved=d(local, start), ridge=off_ridge(est, S, local, tol)))
+    why = pd.DataFrame(dict(moved=d(local, start), ridge=off_ridge(est, S, local, tol, seed)))
     why['joint'] = False
     if candidates is not None:
         c0 = np.asarray(candidates)[:, 0]
@@ -71,9 +69,11 @@ def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = 
     if not gate:
         r = full.refine(S, start, progress=progress, candidates=candidates, pairs=REFINE_PAIRS)
         r.attrs.update(sent=1.0, seconds=dict(full=time.perf_counter() - t0)); return r
-    local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0, workers=workers, tiers=True)
+    local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0, workers=workers, tiers=True, strongest=True)
     r = local.refine(S, start, progress=progress, candidates=candidates, pairs=0); t1 = time.perf_counter()
-    why = uncertain(local, S, bins_from_labels(start, local.cfg), r[BIN_COLUMNS].to_numpy(), candidates)
+    seed = np.c_[r['ridge_a'], np.full(len(r), 2), r['ridge_fs'], r['ridge_fe']]   # read in the workers, beside the search
+    r = r.drop(columns=list(STRONGEST))
+    why = uncertain(local, S, bins_from_labels(start, local.cfg), r[BIN_COLUMNS].to_numpy(), candidates, seed=seed)
     send = why.any(axis=1).to_numpy(); t2 = time.perf_counter()
     if send.any():
         r2 = full.refine(np.asarray(S)[send], start[send].reset_index(drop=True), progress=progress,
