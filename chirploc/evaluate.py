@@ -153,8 +153,9 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument('--data', required=True, help='dataset folder: ChirpLoc100K layout (spectrogram_{i}.png + labels.csv) or a chirploc array folder')
     p.add_argument('--model', help='localizer folder (save_pretrained); default: the shipped default model')
     p.add_argument('--json', action='store_true', help='print one JSON object')
-    p.add_argument('--refine', action='store_true', help="also refine the model's estimates by the likelihood (05d_limit) and "
-                   "report those numbers apart (under 'refined')")
+    p.add_argument('--refine', action=argparse.BooleanOptionalAction, default=None, help="refine the model's estimates by "
+                   "the likelihood (05e_refine) and report both, the model's numbers and the refined ones (under 'refined'); "
+                   "the default for a model that predicts every refined target; --no-refine: the model alone")
     p.add_argument('--split', default='all', choices=('all', 'test', 'train'), help="all (default), or the paper's test or train split")
     p.add_argument('--batch_size', type=int, default=64, help='batch size')
     p.add_argument('--workers', type=int, default=0, help='data loader worker processes')
@@ -165,14 +166,31 @@ def evaluate_cli(argv=None):
     "`chirploc evaluate`: Pearson r, MAE, RMSE per target and inference speed on a dataset folder."
     import json
     a = evaluate_parser().parse_args(argv)
-    try: report, _ = evaluate_localizer(a.model, a.data, split=a.split, batch_size=a.batch_size, workers=a.workers,
-                                        device=a.device, refine_with_likelihood=a.refine)
+    try:
+        model = load_localizer(a.model, a.device)
+        report, _ = evaluate_localizer(model, a.data, split=a.split, batch_size=a.batch_size, workers=a.workers,
+                                       device=a.device, refine_with_likelihood=_refining(a.refine, model))
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('evaluate', e)
     except KeyboardInterrupt:
         raise Interrupted("stopped; evaluate writes nothing until it ends, so nothing was kept: run the same command again") from None
     if a.json: print(json.dumps(report)); return
-    print(format_report(report))
-    if 'refined' in report: print("\nrefined by the likelihood (05d_limit), the model's estimates as starts:\n" + format_report(report['refined']))
+    if 'refined' not in report: print(format_report(report)); return
+    print("the model alone:\n" + format_report(report))
+    print("\nrefined by the likelihood (05e_refine), the model's estimates as starts (--no-refine: the model alone):\n"
+          + format_report(report['refined']))
+
+def _beside(pred: pd.DataFrame, refined: pd.DataFrame) -> pd.DataFrame:
+    "Refined predictions with the model's own estimates beside them (columns model_*). The type is the likelihood's call"
+    "now: where it differs from the model's, the model's P(exponential) is only beside them (it is about another answer)."
+    out = refined.copy()
+    out.attrs = {}  # the candidates and the search's timings: not reported, and arrays in attrs stop pd.concat
+    for c in [c for c in pred.columns if c in REFINED or c == 'Chirp_Type_prob']: out[f'model_{c}'] = pred[c].to_numpy()
+    if 'Chirp_Type_prob' in out: out.loc[out.Chirp_Type != pred.Chirp_Type.to_numpy(), 'Chirp_Type_prob'] = np.nan
+    return out
+
+def _refining(flag: bool | None, model) -> bool:
+    "Whether a command refines: as asked (`--refine` / `--no-refine`), else where the model predicts every refined target."
+    return all(t in model.config.targets for t in REFINED) if flag is None else flag
 
 def predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='chirploc predict', description="Describe the chirp in each spectrogram image or "
@@ -180,9 +198,10 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument('inputs', nargs='+', help='PNG files or folders of PNGs (ChirpLoc100K figures), or .npy spectrogram matrices')
     p.add_argument('--model', help='localizer folder (save_pretrained); default: the shipped default model')
     p.add_argument('--json', action='store_true', help='print JSON (one object per input)')
-    p.add_argument('--refine', action='store_true', help="refine each chirp by the likelihood (05d_limit), searched from the "
-                   "model's estimate, its best other candidates and the image's strongest ridge (about as fast as the "
-                   "limit: 20 to 40 spectrograms a second on 2 cores)")
+    p.add_argument('--refine', action=argparse.BooleanOptionalAction, default=None, help="refine each chirp by the "
+                   "likelihood (05e_refine), searched from the model's estimate and its best other candidates (the default "
+                   "for a model that predicts every refined target; --json gives the model's own estimates beside, under "
+                   "'model'); --no-refine: the model alone")
     p.add_argument('--batch_size', type=int, default=64, help='batch size')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, ...')
     return p
@@ -193,16 +212,16 @@ def predict_cli(argv=None):
     a = predict_parser().parse_args(argv)
     try:
         m = load_localizer(a.model, a.device)
-        parts = []
+        refining, parts = _refining(a.refine, m), []
         for p in a.inputs:
             if str(p).endswith('.npy'):
                 x = load_matrix(p)  # 128x128 (or a stack of them), finite numbers; never a pickle (02b_inputs)
-                d = m.predict(x, batch_size=a.batch_size, candidates=REFINE_CANDIDATES if a.refine else 0)
-                if a.refine: d = refine(d, x.reshape(-1, *x.shape[-2:]), 'array')  # the raw matrices: the generator's scale
+                d = m.predict(x, batch_size=a.batch_size, candidates=REFINE_CANDIDATES if refining else 0)
+                if refining: d = _beside(d, refine(d, x.reshape(-1, *x.shape[-2:]), 'array'))  # the raw matrices: the generator's scale
                 d.insert(0, 'file', [p] if x.ndim == 2 else [f"{p}[{i}]" for i in range(len(d))])
             else:
-                d = m.predict(p, batch_size=a.batch_size, candidates=REFINE_CANDIDATES if a.refine else 0)
-                if a.refine: d = refine(d, [figure_to_matrix(it) for _, it in prediction_items(p)], 'figure')
+                d = m.predict(p, batch_size=a.batch_size, candidates=REFINE_CANDIDATES if refining else 0)
+                if refining: d = _beside(d, refine(d, [figure_to_matrix(it) for _, it in prediction_items(p)], 'figure'))
             parts.append(d)
         df = pd.concat(parts, ignore_index=True)
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('predict', e)
@@ -210,8 +229,11 @@ def predict_cli(argv=None):
     num = lambda v: None if pd.isna(v) else float(v)  # no chirp: null, not an invented number
     value = lambda r, t: bool(r[t]) if t == PRESENCE else (r[t] or None) if t in CLASS_TARGETS else num(r[t])
     extra = [f'{t}_prob' for t in targets if t in CLASS_TARGETS]
+    mine = [c for c in df.columns if c.startswith('model_')]  # refined: the model's own estimates, labelled
     rows = [dict(file=r['file'], **{t: value(r, t) for t in targets}, **{c: num(r[c]) for c in extra},
-                 description=describe_chirp(r)) for _, r in df.iterrows()]
+                 description=describe_chirp(r), refined=refining,
+                 **(dict(model={c[6:]: (r[c] or None) if c[6:] in CLASS_TARGETS else num(r[c]) for c in mine}) if mine else {}))
+            for _, r in df.iterrows()]
     if a.json: print(json.dumps(rows if len(rows) > 1 else rows[0]))
     else:
         for r in rows: print(f"{r['file']}: {r['description']}")

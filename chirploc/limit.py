@@ -251,7 +251,7 @@ class LimitEstimator:
         starts = range(0, len(S), size)
         with progress_bar(total=len(S), desc=f'ML localizer ({self.kind}, {self.treatment})', unit='img', disable=not progress) as bar:
             if self.workers > 1 and len(starts) > 1:  # samples are searched independently: batches in forked processes
-                self.prepare()                        # the pivots' tables built here once, inherited, not in every worker
+                if self.pivots: self.prepare()        # the pivots' tables built here once, inherited, not in every worker
                 import multiprocessing as mp
                 from concurrent.futures import ProcessPoolExecutor
                 global _WORK

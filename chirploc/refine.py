@@ -28,10 +28,10 @@ def usable_cores() -> int:
 REFINED = ('Chirp_Start_Time', 'Chirp_Start_Freq', 'Chirp_End_Freq', 'Chirp_Duration', 'Chirp_Type')  # what the likelihood refines
 REFINE_CANDIDATES = 8  # a heatmap network's best states offered to the refinement (it searches from the two that fit best)
 REFINE_PAIRS = 2  # the image's strongest two-column ridges searched from as well (one alone missed a short chirp the limit found)
-REFINE_METHOD = ("the likelihood (05d_limit) searched from the answer (both types), the best 2 of 8 candidates and the "
-                 "image's 2 best two-column ridges, local moves in tiers; evaluate: every sample")  # recorded with refined results: change it with the search
+REFINE_METHOD = ("the likelihood (05d_limit) searched by local moves from the answer (both types) and the best 2 of 8 "
+                 "candidates; the full search (+ pivots, the image's 2 best two-column ridges, the rescue) where `uncertain` "
+                 "flags the answer; evaluate: every sample")  # recorded with refined results: change it with the search
 
-#| export
 GATE_REASONS = ('moved', 'joint', 'ridge')
 
 def off_ridge(est: LimitEstimator, S, states, tol: int = 3, seed=None) -> np.ndarray:
@@ -84,12 +84,13 @@ def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = 
                    seconds=dict(local=t1 - t0, gate=t2 - t1, full=time.perf_counter() - t2))
     return r
 
-def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None, gate: bool = False,
+def refine(pred: pd.DataFrame, S, kind: str = 'array', progress: bool = False, candidates=None, gate: bool = True,
            workers: int | None = None) -> pd.DataFrame:
     "Predicted labels (physical units, as `predict` gives them) refined by the likelihood (05d_limit) from each one; samples called chirp-free stay."
     "`candidates`: the model's other likely states (N, m, 5) (a heatmap network's; `predict(..., candidates=m)` puts them in"
     "`.attrs['candidates']`, taken from `pred` when not given): the two that fit the spectrogram best are searched from too."
-    "`gate`: the full search only where `uncertain` says so, the local moves elsewhere (`refine_states`); `workers`: processes (default: one per core)."
+    "`gate`: the full search only where `uncertain` says so, the local moves elsewhere (`refine_states`; False: the full"
+    "search everywhere); `workers`: processes (default: one per core)."
     missing = [c for c in REFINED if c not in pred]
     if missing: raise ValueError(f"refinement starts from a whole chirp: the predictions lack {missing}; use a model that "
                                  "predicts them (the default model does)")

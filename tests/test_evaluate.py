@@ -24,10 +24,13 @@ def figs(tmp_path_factory):
 
 
 def test_evaluate_json_contract(figs):
+    "The default: the model's numbers (targets, inference) and, labelled apart, the refined ones with their own time."
     p = run('evaluate', '--data', str(figs), '--json')
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert list(out) == ['targets', 'inference', 'loading']
+    assert list(out) == ['targets', 'inference', 'loading', 'refined']
+    assert list(out['refined']['targets']) == list(out['targets']) and out['refined']['inference']['images'] == 12
+    assert out['refined']['inference']['seconds'] > out['inference']['seconds'] and 'cpu' in out['refined']['inference']['device']
     assert list(out['targets']) == TARGETS + ['Chirp_Duration', 'Chirp_Type', 'Chirp_Present']  # the default model: every target
     assert set(out['targets']['Chirp_Type']) == {'accuracy'} and 'detection_rate' in out['targets']['Chirp_Present']
     for m in (out['targets'][t] for t in TARGETS + ['Chirp_Duration']):
@@ -44,9 +47,10 @@ def test_evaluate_on_a_reference_made_folder(tmp_path):
     with warnings.catch_warnings(), mock.patch('builtins.print'):
         warnings.simplefilter('ignore')
         g.generate_dataset(6)
-    p = run('evaluate', '--data', str(tmp_path / 'ref'), '--json')
+    p = run('evaluate', '--data', str(tmp_path / 'ref'), '--json', '--no-refine')
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)['inference']['images'] == 6
+    out = json.loads(p.stdout)
+    assert out['inference']['images'] == 6 and list(out) == ['targets', 'inference', 'loading']   # the model alone
 
 
 @pytest.mark.parametrize('damage,expect', [
@@ -76,6 +80,10 @@ def test_predict_sentences_and_json(figs):
     p = run('predict', str(figs / 'spectrogram_1.png'), '--json')
     row = json.loads(p.stdout)
     assert set(TARGETS) <= set(row) and row['description'].endswith('.')
+    assert row['refined'] is True and set(TARGETS) <= set(row['model'])     # refined, the model's own estimates beside
+    plain = json.loads(run('predict', str(figs / 'spectrogram_1.png'), '--json', '--no-refine').stdout)
+    assert plain['refined'] is False and 'model' not in plain
+    assert all(plain[t] == pytest.approx(row['model'][t]) for t in TARGETS)   # the model alone: the same network answer
 
 
 def test_full_localizer_type_and_duration(tmp_path):
@@ -96,7 +104,7 @@ def test_full_localizer_type_and_duration(tmp_path):
     assert set(pred.Chirp_Type) <= {'linear', 'exponential'} and pred.Chirp_Type_prob.between(0, 1).all()
     np.save(tmp_path / 'one.npy', np.load(folder / 'spectrograms_00000.npy')[0])
     p = subprocess.run([sys.executable, '-m', 'chirploc.cli', 'predict', str(tmp_path / 'one.npy'), '--model', str(tmp_path / 'run'),
-                        '--json'], capture_output=True, text=True)
+                        '--json', '--no-refine'], capture_output=True, text=True)    # the model's own type probability
     assert p.returncode == 0, p.stderr
     row = json.loads(p.stdout)
     assert row['Chirp_Type'] in ('linear', 'exponential') and 0 <= row['Chirp_Type_prob'] <= 1
@@ -131,7 +139,7 @@ def test_refine_searches_from_the_heatmap_candidates(tmp_path):
     c = d.attrs['candidates']
     assert c.shape == (16, REFINE_CANDIDATES, 5) and c.dtype == np.int64
     bare = d.copy(); bare.attrs = {}
-    helped, alone = refine(d, S), refine(bare, S)
+    helped, alone = refine(d, S, gate=False), refine(bare, S, gate=False)   # the full search: every start searched
     fit = lambda r: LimitEstimator().score(S, bins_from_labels(r))['objective']
     chirp = d.Chirp_Present.to_numpy(bool)
     assert (fit(helped)[chirp] <= fit(alone)[chirp] + 1e-9).all()
