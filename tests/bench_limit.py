@@ -10,6 +10,7 @@ answers equal the record's, and of those that differ, how many fit better (highe
     chirploc generate --n 500 --kind figure --seed 1 --out runs/limit/fig500         # the records' figures
     python tests/bench_limit.py --arrays runs/smoke/data --figures runs/limit/fig500 --out figures/limit/bench
     python tests/bench_limit.py --arrays runs/smoke/data --n_arrays 10000 --no-reference --tiers --out figures/limit/bench-all
+    python tests/bench_limit.py --figures runs/limit/fig500 --n_figures 500 --no-reference --out figures/limit/bench-figures
 
 Writes bench.json and bench.md to --out. Times depend on what else the machine runs: compare the ratios.
 """

@@ -46,6 +46,7 @@ NOTES = {
     'scan': '`chirploc scan` on a synthetic 1-hour 4-channel EDF recording: recall, false events, speed, memory (tests/bench_scan.py)',
     'limit/bench': 'the limit search, fast against reference in the same run (tests/bench_limit.py)',
     'limit/bench-all': 'the limit search on all 10,000 arrays of the committed record, one tier and tiers (tests/bench_limit.py)',
+    'limit/bench-figures': 'the limit search on all 500 figures of the committed record (tests/bench_limit.py)',
     'experiments/refine/gate': 'the gated refinement on fresh arrays and figures (tests/measure_gate.py)',
     'limit': 'the maximum-likelihood limit (05d_limit) on the smoke test split and 500 figures',
     'paper/attempt-1': 'the `paper` preset\'s first attempt on one H100: stage times, MAE pretraining, training history',
