@@ -227,12 +227,14 @@ def predict_cli(argv=None):
     except (DataError, FileNotFoundError, ValueError, OSError) as e: _fail('predict', e)
     targets = list(m.config.targets)
     num = lambda v: None if pd.isna(v) else float(v)  # no chirp: null, not an invented number
-    value = lambda r, t: bool(r[t]) if t == PRESENCE else (r[t] or None) if t in CLASS_TARGETS else num(r[t])
+    def value(r, t, col=None):  # target t, read from its column (or col: the model's own, beside a refined one)
+        v = r[col or t]
+        return bool(v) if t == PRESENCE else (v or None) if t in CLASS_TARGETS else num(v)
     extra = [f'{t}_prob' for t in targets if t in CLASS_TARGETS]
     mine = [c for c in df.columns if c.startswith('model_')]  # refined: the model's own estimates, labelled
     rows = [dict(file=r['file'], **{t: value(r, t) for t in targets}, **{c: num(r[c]) for c in extra},
                  description=describe_chirp(r), refined=refining,
-                 **(dict(model={c[6:]: (r[c] or None) if c[6:] in CLASS_TARGETS else num(r[c]) for c in mine}) if mine else {}))
+                 **(dict(model={c[6:]: value(r, c[6:], c) for c in mine}) if mine else {}))
             for _, r in df.iterrows()]
     if a.json: print(json.dumps(rows if len(rows) > 1 else rows[0]))
     else:

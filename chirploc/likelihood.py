@@ -508,6 +508,7 @@ def _fan_states(shapes: RidgeShapes, cur, blocks, j) -> np.ndarray:
 import numba
 
 _jit = numba.njit(cache=True, nogil=True)   # compiled once per installation (cached beside the module), no GIL held
+_jit_vector = numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})   # sums that may be reordered: vector loops
 
 @_jit
 def _prepare_states(cand, a_max, L_min, L_max, fs_max, fe_max, band, T):
@@ -629,7 +630,7 @@ def _smallest(J, m):
             vals[p + 1], out[i, p + 1] = v, c
     return out
 
-@numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+@_jit_vector
 def _gls_constants(Vt, s2, q2, LL, OO, pf1, pt1, inv, oo, X):
     "A figure batch's per-sample constants for noise levels s2, q2 in one pass over its coefficients (`FigureGLS.setup`):"
     "d = s2 LL + q2, into inv (1 / d), oo (OO / d) and X (Vt / d); returns a22, b2, vv and Go's mean from the sums of"
@@ -658,7 +659,7 @@ def _weighted_squares(R, inv, owner):
         out[k] = acc
     return out
 
-@numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})   # the sums may be reordered: vector loops
+@_jit_vector
 def _ridge_terms(a, L, x, owner, r0, w, PfT, PtT, inv, oo, Gv):
     "a11 = sum_ij (Pf R Pt')_ij^2 inv_ij, a12 = sum_ij (Pf R Pt')_ij oo_ij and b1 = <Gv, R> of n figure ridges (start column"
     "a, length L, shape x, sample owner), without the projected ridge in memory: per column the five rows' Pf (A), then four"
@@ -737,7 +738,7 @@ def _sandwich(A: np.ndarray, X: np.ndarray, B: np.ndarray) -> np.ndarray:
     n, a, b = X.shape
     return (np.matmul(np.ascontiguousarray(A.T), X).reshape(-1, b) @ B).reshape(n, A.shape[1], -1)  # (A' contiguous: 20% faster)
 
-@numba.njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+@_jit_vector
 def _noise_levels(x, E, iters, q2_min):
     "sigma^2, q^2 of each row of residuals E (B, n) with variances sigma^2 x + q^2, by reweighted least squares of E^2 on x"
     "(weights 1, then 1 / Var(E^2) = 1 / (2 (sigma^2 x + q^2)^2), up to the 2)."

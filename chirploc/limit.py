@@ -25,7 +25,7 @@ __all__ = ['TREATMENTS', 'STRONGEST', 'LIMIT_TARGETS', 'LimitEstimator', 'evalua
 
 # %% ../nbs/05d_limit.ipynb #05dc021
 TREATMENTS = ('gls', 'invert', 'ignore')
-STRONGEST = ('ridge_a', 'ridge_fs', 'ridge_fe')  # columns of `strongest=True`: the image's strongest two-column ridge
+STRONGEST = ('ridge_a', 'ridge_L', 'ridge_fs', 'ridge_fe')  # columns of `strongest=True`: the image's strongest two-column ridge
 
 class LimitEstimator:
     "The maximum-likelihood localizer: the integer bins (and type) whose ridge best explains each spectrogram, searched from the"
@@ -227,7 +227,7 @@ class LimitEstimator:
         cb = None if candidates is None else np.asarray(candidates)[sl]
         best, J, c, ev = self._batch(S[sl], None if st0 is None else st0[sl], seeds, cb, pairs)
         part, checking = self._frame(S[sl], best, c), 0.0
-        if self.strongest: part[list(STRONGEST)] = self.strongest_ridge(S[sl], c.get('images'))[:, [0, 2, 3]]
+        if self.strongest: part[list(STRONGEST)] = self.strongest_ridge(S[sl], c.get('images'))
         if tru is not None:  # not the estimator's work: left out of its time
             t1 = time.perf_counter()
             sc = self.score(S[sl], tru[sl], c)

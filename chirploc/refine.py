@@ -71,7 +71,7 @@ def refine_states(S, start: pd.DataFrame, kind: str = 'array', progress: bool = 
         r.attrs.update(sent=1.0, seconds=dict(full=time.perf_counter() - t0)); return r
     local = LimitEstimator(kind=kind, pivots=False, rescue=0, pairs=0, workers=workers, tiers=True, strongest=True)
     r = local.refine(S, start, progress=progress, candidates=candidates, pairs=0); t1 = time.perf_counter()
-    seed = np.c_[r['ridge_a'], np.full(len(r), 2), r['ridge_fs'], r['ridge_fe']]   # read in the workers, beside the search
+    seed = r[list(STRONGEST)].to_numpy()                          # read in the workers, beside the search
     r = r.drop(columns=list(STRONGEST))
     why = uncertain(local, S, bins_from_labels(start, local.cfg), r[BIN_COLUMNS].to_numpy(), candidates, seed=seed)
     send = why.any(axis=1).to_numpy(); t2 = time.perf_counter()
